@@ -1,0 +1,4 @@
+//! Aggregate functions.
+
+pub mod rfm_metrics;
+pub mod rfm_thresholds;

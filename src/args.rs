@@ -1,0 +1,154 @@
+//! Argument plumbing shared by every function: literal extraction, type
+//! coercion, date conversion, error messages and documentation sections.
+//!
+//! Errors follow one shape so a user can act on them:
+//! `<function>: argument <n> (<name>, <where>) <problem>; got <value>. <fix>.`
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Date32Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
+use datafusion::logical_expr::{DocSection, Expr};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+/// The section every function of this crate documents itself under.
+pub const DOC_SECTION: DocSection = DocSection {
+    include: true,
+    label: "Customer-value analytics (datafusion-rfm)",
+    description: Some("RFM metrics, scores and segments"),
+};
+
+/// The value of a physical argument that must be a constant, if it is one.
+pub fn physical_literal(expr: &Arc<dyn PhysicalExpr>) -> Option<&ScalarValue> {
+    expr.downcast_ref::<Literal>().map(Literal::value)
+}
+
+/// The value of a logical argument that must be a constant (table functions),
+/// looking through casts that SQL wraps around typed literals such as
+/// `DATE '2024-06-01'`.
+pub fn logical_literal(expr: &Expr) -> Option<ScalarValue> {
+    match expr {
+        Expr::Literal(value, _) => Some(value.clone()),
+        Expr::Cast(c) => logical_literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
+        Expr::TryCast(c) => logical_literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
+        Expr::Alias(a) => logical_literal(&a.expr),
+        _ => None,
+    }
+}
+
+/// A short description of where an argument's values come from, for errors:
+/// `column orders.amount`, or the expression itself.
+pub fn describe(expr: &Arc<dyn PhysicalExpr>) -> String {
+    match physical_literal(expr) {
+        Some(v) => format!("literal {v}"),
+        None => format!("column {expr}"),
+    }
+}
+
+/// Text of a string scalar (any string type), or `None` for NULL.
+pub fn scalar_text(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+            v.as_deref()
+        }
+        _ => None,
+    }
+}
+
+/// Whether `t` is a string type.
+pub fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// Whether `t` is an integer type.
+pub fn is_integer(t: &DataType) -> bool {
+    t.is_integer()
+}
+
+/// The coerced type of a date-like argument: dates and timestamps keep their
+/// calendar meaning, strings are parsed as ISO timestamps.
+pub fn coerce_date_like(function: &str, n: usize, name: &str, t: &DataType) -> Result<DataType> {
+    match t {
+        DataType::Date32 | DataType::Date64 | DataType::Null => Ok(DataType::Date32),
+        DataType::Timestamp(_, _) => Ok(t.clone()),
+        t if is_string(t) => Ok(DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        )),
+        other => Err(plan_datafusion_err!(
+            "{function}: argument {n} ({name}) must be a date, a timestamp or an ISO date \
+             string; got type {other}. Convert it first, e.g. with \
+             to_date(col, '%m/%d/%Y') or to_timestamp_seconds(col)."
+        )),
+    }
+}
+
+/// The coerced type of a numeric argument that becomes `Float64`.
+pub fn coerce_number(function: &str, n: usize, name: &str, t: &DataType) -> Result<DataType> {
+    if t.is_numeric() || t == &DataType::Null {
+        Ok(DataType::Float64)
+    } else {
+        Err(plan_datafusion_err!(
+            "{function}: argument {n} ({name}) must be numeric; got type {t}. \
+             Cast it, e.g. CAST(col AS DOUBLE)."
+        ))
+    }
+}
+
+/// Calendar days since 1970-01-01 of a date or timestamp array. Timestamps
+/// with a time zone fall on their local calendar day in that zone.
+pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
+    let days = cast(array, &DataType::Date32)?;
+    days.as_any()
+        .downcast_ref::<Date32Array>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal("cast to Date32 gave another type".into()))
+}
+
+/// Days since 1970-01-01 of a constant date argument (date, timestamp or
+/// ISO string).
+pub fn constant_days(function: &str, n: usize, name: &str, value: &ScalarValue) -> Result<i32> {
+    let bad = |why: &str| {
+        plan_datafusion_err!(
+            "{function}: argument {n} ({name}) {why}; got {value}. \
+             Pass a constant date such as DATE '2024-06-01'."
+        )
+    };
+    if value.is_null() {
+        return Err(bad("must not be NULL"));
+    }
+    let target = if let Some(text) = scalar_text(value) {
+        ScalarValue::Utf8(Some(text.trim().to_string())).cast_to(&DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        ))
+    } else {
+        Ok(value.clone())
+    };
+    match target.and_then(|v| v.cast_to(&DataType::Date32)) {
+        Ok(ScalarValue::Date32(Some(d))) => Ok(d),
+        _ => Err(bad("is not a date")),
+    }
+}
+
+/// A plan error for a wrong number of arguments.
+pub fn arity_error(function: &str, got: usize, syntax: &str) -> DataFusionError {
+    plan_datafusion_err!("{function}: takes {syntax}; got {got} argument(s).")
+}
+
+/// The options text of a constant string argument (`''` when NULL).
+pub fn options_text(function: &str, n: usize, value: Option<&ScalarValue>) -> Result<String> {
+    match value {
+        None => Ok(String::new()),
+        Some(v) if v.is_null() => Ok(String::new()),
+        Some(v) => scalar_text(v).map(str::to_string).ok_or_else(|| {
+            plan_datafusion_err!(
+                "{function}: argument {n} (options) must be a constant string such as \
+                 'bins=5, method=quantile'; got {v}."
+            )
+        }),
+    }
+}

@@ -1,0 +1,174 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Customer-value analytics (RFM scores, segments) as SQL over Parquet, CSV and
+/// NDJSON files.
+#[derive(Debug, Parser)]
+#[command(name = "rfm", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 a query or the report failed, \
+2 bad usage or unreadable input. Logs go to stderr; set RUST_LOG=debug for more.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL (from an argument, --file, or stdin; a shell on a terminal)
+    /// over tables registered from files.
+    Sql(SqlArgs),
+    /// Score and segment every customer of a transactions table, write one row
+    /// per customer to Parquet and print a segment summary.
+    Report(ReportArgs),
+    /// Run the report on the embedded CDNOW sample.
+    Demo(DemoArgs),
+}
+
+/// Where input tables come from.
+#[derive(Debug, Args, Clone)]
+pub struct TableArgs {
+    /// Register a table: NAME=PATH, where PATH is a file, a folder or a glob.
+    /// The format comes from the file extension unless --input-format says.
+    #[arg(short = 't', long = "table", value_name = "NAME=PATH")]
+    pub tables: Vec<String>,
+
+    /// Format of every input table.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub input_format: InputFormat,
+
+    /// CSV field delimiter (one character).
+    #[arg(long, default_value = ",")]
+    pub csv_delimiter: char,
+
+    /// CSV files have no header row (columns are named column_1, column_2, ...).
+    #[arg(long)]
+    pub csv_no_header: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// By extension: .parquet, .csv/.tsv, .json/.ndjson/.jsonl
+    Auto,
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table
+    Table,
+    Csv,
+    /// Newline-delimited JSON, one object per row
+    Json,
+    /// Parquet; needs --output
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub tables: TableArgs,
+
+    /// Read the SQL from this file ('-' for stdin).
+    #[arg(short, long, value_name = "FILE", conflicts_with = "sql")]
+    pub file: Option<PathBuf>,
+
+    /// Output format of query results.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+
+    /// Write the last query's result to this file instead of stdout (written
+    /// whole or not at all).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// SQL statements separated by ';'.
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Transactions: a file, folder or glob of Parquet, CSV or NDJSON.
+    #[arg(short, long, value_name = "PATH")]
+    pub input: String,
+
+    /// Format of the input.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub input_format: InputFormat,
+
+    /// CSV field delimiter (one character).
+    #[arg(long, default_value = ",")]
+    pub csv_delimiter: char,
+
+    /// CSV files have no header row.
+    #[arg(long)]
+    pub csv_no_header: bool,
+
+    /// Parquet file to write, one row per customer.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScoringArgs {
+    /// The date the metrics are computed at (YYYY-MM-DD); rows after it are
+    /// excluded and counted.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: String,
+
+    /// Customer id column.
+    #[arg(long, default_value = "customer_id")]
+    pub customer: String,
+
+    /// Purchase date or timestamp column.
+    #[arg(long, default_value = "order_ts")]
+    pub ts: String,
+
+    /// Chrono format of a string date column, e.g. '%m/%d/%Y'.
+    #[arg(long, value_name = "FORMAT")]
+    pub ts_format: Option<String>,
+
+    /// Amount column (negative lines are returns).
+    #[arg(long, default_value = "amount")]
+    pub amount: String,
+
+    /// Order id column; without it, frequency counts purchase days.
+    #[arg(long, value_name = "COLUMN")]
+    pub order_id: Option<String>,
+
+    /// Number of scores per dimension (2-9).
+    #[arg(long)]
+    pub bins: Option<u32>,
+
+    /// Scoring method: quantile, ntile or fixed (fixed needs --cuts).
+    #[arg(long)]
+    pub method: Option<String>,
+
+    /// Cut points for method fixed: 'r_cuts=30|90|180|365, f_cuts=..., m_cuts=...'.
+    #[arg(long, value_name = "CUTS")]
+    pub cuts: Option<String>,
+
+    /// Segment map: default, pymc, rf10 or a rule list.
+    #[arg(long)]
+    pub map: Option<String>,
+
+    /// pymc: reproduce PyMC-Marketing's rfm_segments.
+    #[arg(long)]
+    pub preset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Parquet file to write (default: rfm-demo-customers.parquet in the
+    /// system temporary folder).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}

@@ -1,0 +1,125 @@
+/*!
+The `rfm` command-line tool.
+
+`main` parses arguments, starts the logger and a Tokio runtime, runs one
+command and turns its result into an exit code. Everything a user sees on
+failure passes through [`CliError`], so messages have one shape
+(`rfm: <message>` on stderr) and one set of exit codes:
+
+| code | meaning |
+| --- | --- |
+| 0 | success |
+| 1 | a query or the report failed while running |
+| 2 | bad usage or unreadable input (missing file, bad flag, bad SQL text) |
+*/
+
+mod args;
+mod demo;
+mod output;
+mod progress;
+mod report;
+mod sql;
+mod tables;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::Parser;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use args::{Cli, Command};
+
+/// An error the user sees, with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad usage or unreadable input: exit code 2.
+    Usage(String),
+    /// A query or the report failed while running: exit code 1.
+    Failed(String),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<DataFusionError> for CliError {
+    /// Planning errors come from the SQL text or its arguments (usage); the
+    /// rest happen while running.
+    fn from(e: DataFusionError) -> Self {
+        let message = e.strip_backtrace();
+        match e.find_root() {
+            DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => CliError::Usage(message),
+            _ => CliError::Failed(message),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// A session with every function of the crate registered and the
+/// information schema on, so `SHOW FUNCTIONS` works.
+pub fn new_context() -> CliResult<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    datafusion_rfm::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+/// Runs the tool and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rfm: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sql(a) => sql::run(a).await,
+            Command::Report(a) => report::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rfm: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `rfm report`: the batch job. Scores every customer, writes them to Parquet
+//! and prints where the customers and the revenue sit by segment.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion_rfm::options::Options;
+use datafusion_rfm::pipeline::{
+    PIPELINE_KEYS, PipelineSpec, customer_scores, null_customer_count, scan_table,
+};
+
+use super::args::{OutputFormat, ReportArgs, ScoringArgs};
+use super::output::{emit, write_parquet};
+use super::progress::Progress;
+use super::tables::{ReadOptions, register};
+use super::{CliError, CliResult, new_context};
+
+/// The name the input is registered under.
+const INPUT: &str = "transactions";
+
+pub async fn run(args: ReportArgs) -> CliResult {
+    let ctx = new_context()?;
+    let read = ReadOptions {
+        format: args.input_format,
+        csv_delimiter: args.csv_delimiter,
+        csv_header: !args.csv_no_header,
+    };
+    register(&ctx, INPUT, &args.input, read).await?;
+    run_report(&ctx, INPUT, &args.scoring, &args.output).await
+}
+
+/// The pipeline spec the flags describe.
+fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
+    let as_of = NaiveDate::parse_from_str(args.as_of.trim(), "%Y-%m-%d").map_err(|e| {
+        CliError::Usage(format!(
+            "--as-of must be a date as YYYY-MM-DD; got '{}' ({e}).",
+            args.as_of
+        ))
+    })?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let as_of = (as_of - epoch).num_days() as i32;
+    let mut pairs: Vec<(&'static str, String)> = Vec::new();
+    let flags = [
+        ("order_id", args.order_id.clone()),
+        ("ts_format", args.ts_format.clone()),
+        ("bins", args.bins.map(|b| b.to_string())),
+        ("method", args.method.clone()),
+        ("map", args.map.clone()),
+        ("preset", args.preset.clone()),
+    ];
+    pairs.extend(flags.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    if let Some(cuts) = &args.cuts {
+        let parsed = Options::parse("rfm report", cuts, &["r_cuts", "f_cuts", "m_cuts"])?;
+        for key in ["r_cuts", "f_cuts", "m_cuts"] {
+            if let Some(v) = parsed.get(key) {
+                pairs.push((key, v.to_string()));
+            }
+        }
+    }
+    let options = Options::from_pairs("rfm report", pairs, &PIPELINE_KEYS)?;
+    let columns = [args.customer.as_str(), args.ts.as_str(), args.amount.as_str()];
+    Ok(PipelineSpec::new("rfm report", columns, as_of, &options)?)
+}
+
+/// Scores the customers of table `input`, writes them to `output` and prints
+/// the summary.
+pub async fn run_report(
+    ctx: &SessionContext,
+    input: &str,
+    scoring: &ScoringArgs,
+    output: &Path,
+) -> CliResult {
+    let spec = spec_from(scoring)?;
+    let provider = ctx.table_provider(input).await?;
+    let scan = scan_table(input, provider)?;
+    let plan = customer_scores(scan.clone(), &spec)?;
+
+    let progress = Progress::start("scoring customers");
+    let stream = ctx.execute_logical_plan(plan).await?.execute_stream().await?;
+    let customers = write_parquet(stream, output, |rows| progress.rows(rows)).await?;
+    progress.phase("counting input rows");
+    let counts = ctx.execute_logical_plan(null_customer_count(scan, &spec.customer)?).await?;
+    let counts = counts.collect().await?;
+    drop(progress);
+
+    let count = |column: usize| {
+        counts
+            .first()
+            .map(|b| b.column(column).as_primitive::<Int64Type>())
+            .filter(|c| !c.is_empty() && c.is_valid(0))
+            .map_or(0, |c| c.value(0))
+    };
+    let (rows, null_customers) = (count(0), count(1));
+
+    let summary_ctx = SessionContext::new();
+    let out = output.to_string_lossy();
+    summary_ctx
+        .register_parquet("customers", out.as_ref(), ParquetReadOptions::default())
+        .await?;
+    let totals = summary_ctx
+        .sql(
+            "SELECT CAST(coalesce(sum(rows_after_as_of), 0) AS BIGINT), \
+                    CAST(coalesce(sum(rows_with_null), 0) AS BIGINT), \
+                    CAST(count(*) FILTER (WHERE frequency = 0) AS BIGINT) \
+             FROM customers",
+        )
+        .await?
+        .collect()
+        .await?;
+    let total = |column: usize| {
+        totals
+            .first()
+            .map(|b| b.column(column).as_primitive::<Int64Type>())
+            .filter(|c| !c.is_empty() && c.is_valid(0))
+            .map_or(0, |c| c.value(0))
+    };
+
+    println!(
+        "RFM report as of {}: {rows} input rows, {customers} customers written to {}",
+        scoring.as_of.trim(),
+        output.display()
+    );
+    println!(
+        "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
+         date, {} with a NULL date or amount. Customers with only returns: {}.",
+        total(0),
+        total(1),
+        total(2)
+    );
+    let summary = summary_ctx
+        .sql(
+            "SELECT coalesce(segment, '(no purchases)') AS segment, \
+                    count(*) AS customers, \
+                    round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct_customers, \
+                    round(sum(CAST(monetary AS DOUBLE)), 2) AS revenue, \
+                    round(100.0 * sum(CAST(monetary AS DOUBLE)) \
+                          / sum(sum(CAST(monetary AS DOUBLE))) OVER (), 1) AS pct_revenue, \
+                    round(avg(recency_days), 1) AS mean_recency_days, \
+                    round(avg(frequency), 2) AS mean_frequency, \
+                    round(avg(CAST(monetary AS DOUBLE)), 2) AS mean_monetary \
+             FROM customers GROUP BY segment ORDER BY revenue DESC, segment",
+        )
+        .await?;
+    let schema = summary.schema().as_arrow().clone().into();
+    let batches = summary.collect().await?;
+    emit(&schema, &batches, OutputFormat::Table, None)
+}

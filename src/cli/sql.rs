@@ -1,0 +1,120 @@
+//! `rfm sql`: run SQL over registered tables.
+
+use std::io::{IsTerminal, Read};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+
+use super::args::{OutputFormat, SqlArgs, TableArgs};
+use super::output::emit;
+use super::tables::{ReadOptions, register, split_spec};
+use super::{CliError, CliResult, new_context};
+
+/// Registers every `--table NAME=PATH` on a new context.
+pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> {
+    let ctx = new_context()?;
+    let options = ReadOptions {
+        format: args.input_format,
+        csv_delimiter: args.csv_delimiter,
+        csv_header: !args.csv_no_header,
+    };
+    for spec in &args.tables {
+        let (name, path) = split_spec(spec)?;
+        register(&ctx, name, path, options).await?;
+    }
+    Ok(ctx)
+}
+
+pub async fn run(args: SqlArgs) -> CliResult {
+    let ctx = context_with_tables(&args.tables).await?;
+    let text = match (&args.sql, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => read_stdin()?,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!("cannot read SQL file '{}': {e}", path.display()))
+        })?,
+        (None, None) if std::io::stdin().is_terminal() => return shell(&ctx, args.format).await,
+        (None, None) => read_stdin()?,
+    };
+    let results = run_statements(&ctx, &text).await?;
+    match (&args.output, results.last()) {
+        (Some(path), Some((schema, batches))) => emit(schema, batches, args.format, Some(path)),
+        (Some(_), None) => Err(CliError::Usage("no statement to write; the SQL is empty.".into())),
+        (None, _) => {
+            for (schema, batches) in &results {
+                emit(schema, batches, args.format, None)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_stdin() -> CliResult<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::Usage(format!("cannot read SQL from stdin: {e}")))?;
+    Ok(text)
+}
+
+/// Runs each statement of `text` in order and returns the results of those
+/// that produce rows.
+pub async fn run_statements(
+    ctx: &SessionContext,
+    text: &str,
+) -> CliResult<Vec<(SchemaRef, Vec<RecordBatch>)>> {
+    let statements = DFParser::parse_sql(text)
+        .map_err(|e| CliError::Usage(format!("cannot parse the SQL: {e}")))?;
+    let mut results = Vec::new();
+    for statement in statements {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        let schema = SchemaRef::from(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        if !schema.fields().is_empty() {
+            results.push((schema, batches));
+        }
+    }
+    Ok(results)
+}
+
+/// A line-editing shell: statements end with ';', `\q` quits.
+async fn shell(ctx: &SessionContext, format: OutputFormat) -> CliResult {
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| CliError::Failed(format!("cannot start the shell: {e}")))?;
+    eprintln!("rfm SQL shell: end statements with ';', \\q to quit, SHOW FUNCTIONS to list.");
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "rfm> " } else { "...> " };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(_) => return Ok(()),
+        };
+        if buffer.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            return Ok(());
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if !line.trim_end().ends_with(';') {
+            continue;
+        }
+        let _ = editor.add_history_entry(buffer.trim());
+        match run_statements(ctx, &buffer).await {
+            Ok(results) => {
+                for (schema, batches) in &results {
+                    if let Err(e) = emit(schema, batches, format, None) {
+                        eprintln!("rfm: {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("rfm: {e}"),
+        }
+        buffer.clear();
+    }
+}

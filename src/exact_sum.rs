@@ -1,0 +1,122 @@
+//! Exactly rounded floating-point sums that do not depend on input order.
+//!
+//! Float addition is not associative, so a plain running sum of amounts gives
+//! different totals for different file orders or partitionings. [`ExactSum`]
+//! keeps the running total as a short list of non-overlapping partials whose
+//! sum is the exact real sum of every value added (Shewchuk, "Adaptive
+//! Precision Floating-Point Arithmetic and Fast Robust Geometric Predicates",
+//! 1997; the same scheme as Python's `math.fsum`). The final value is the
+//! exact sum rounded once, so it is identical for every order and every way of
+//! splitting the input and merging partial states.
+
+/// An order-independent, exactly rounded sum of finite `f64` values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExactSum {
+    partials: Vec<f64>,
+}
+
+impl ExactSum {
+    /// Adds one finite value. Callers reject NaN and infinities first.
+    pub fn add(&mut self, mut x: f64) {
+        let mut kept = 0;
+        for i in 0..self.partials.len() {
+            let mut y = self.partials[i];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                self.partials[kept] = lo;
+                kept += 1;
+            }
+            x = hi;
+        }
+        self.partials.truncate(kept);
+        self.partials.push(x);
+    }
+
+    /// Adds every partial of another sum (used when merging states).
+    pub fn merge(&mut self, other: &[f64]) {
+        for &p in other {
+            self.add(p);
+        }
+    }
+
+    /// The partials, for serializing the state.
+    pub fn partials(&self) -> &[f64] {
+        &self.partials
+    }
+
+    /// The exact sum, correctly rounded to the nearest `f64`.
+    pub fn value(&self) -> f64 {
+        let p = &self.partials;
+        let Some(mut n) = p.len().checked_sub(1) else {
+            return 0.0;
+        };
+        let mut hi = p[n];
+        let mut lo = 0.0;
+        while n > 0 {
+            n -= 1;
+            let x = hi;
+            let y = p[n];
+            hi = x + y;
+            let yr = hi - x;
+            lo = y - yr;
+            if lo != 0.0 {
+                break;
+            }
+        }
+        // Round half-even correctly when the remaining partials would tip the
+        // rounding of `hi` (the correction step of `math.fsum`).
+        if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
+            let y = lo * 2.0;
+            let x = hi + y;
+            if y == x - hi {
+                hi = x;
+            }
+        }
+        hi
+    }
+
+    /// Heap bytes held, for `Accumulator::size`.
+    pub fn heap_size(&self) -> usize {
+        self.partials.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(values: &[f64]) -> f64 {
+        let mut s = ExactSum::default();
+        values.iter().for_each(|v| s.add(*v));
+        s.value()
+    }
+
+    #[test]
+    fn sums_exactly_where_naive_addition_loses_digits() {
+        assert_eq!(sum(&[1e100, 1.0, -1e100]), 1.0);
+        assert_eq!(sum(&[0.1; 10]), 1.0);
+        assert_ne!([0.1f64; 10].iter().sum::<f64>(), 1.0);
+        assert_eq!(sum(&[]), 0.0);
+    }
+
+    #[test]
+    fn result_does_not_depend_on_order_or_split() {
+        let values: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin() * 1e3 + 0.01).collect();
+        let forward = sum(&values);
+        let mut reversed = values.clone();
+        reversed.reverse();
+        assert_eq!(forward, sum(&reversed));
+
+        let (left, right) = values.split_at(417);
+        let mut a = ExactSum::default();
+        left.iter().for_each(|v| a.add(*v));
+        let mut b = ExactSum::default();
+        right.iter().for_each(|v| b.add(*v));
+        b.merge(a.partials());
+        assert_eq!(forward, b.value());
+    }
+}

@@ -1,0 +1,237 @@
+//! The whole scoring pipeline as one logical plan: metrics per customer, scores
+//! and segments, built from the same functions a user calls in SQL.
+//!
+//! `rfm_customers` and the `rfm report` command both use [`customer_scores`],
+//! so the one-call table function, the batch report and a hand-written query
+//! give the same rows.
+
+use std::sync::Arc;
+
+use datafusion::common::{Column, Result, ScalarValue, TableReference, plan_datafusion_err};
+use datafusion::logical_expr::{
+    AggregateUDF, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
+    WindowUDF, lit,
+};
+
+use crate::aggregate::rfm_metrics::RfmMetrics;
+use crate::options::Options;
+use crate::scalar::rfm_segment::RfmSegment;
+use crate::scoring::{Method, SCORE_KEYS, ScoreSpec};
+use crate::segments::SegmentMap;
+use crate::window::rfm_score::RfmScore;
+
+/// The output columns of [`customer_scores`], in order.
+pub const OUTPUT_COLUMNS: [&str; 14] = [
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "first_purchase",
+    "last_purchase",
+    "tenure_days",
+    "rows_after_as_of",
+    "rows_with_null",
+    "r",
+    "f",
+    "m",
+    "rfm_code",
+    "segment",
+];
+
+/// What to score: the input's column names, the date and the options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSpec {
+    /// Customer id column; rows where it is NULL are left out (count them with
+    /// [`null_customer_count`]).
+    pub customer: String,
+    /// Purchase date or timestamp column.
+    pub ts: String,
+    /// Amount column.
+    pub amount: String,
+    /// Order id column; without it frequency counts purchase days.
+    pub order_id: Option<String>,
+    /// Optional chrono format (e.g. `%m/%d/%Y`) for a string date column.
+    pub ts_format: Option<String>,
+    /// The as-of date, in days since 1970-01-01.
+    pub as_of: i32,
+    /// Scoring options as given to `rfm_score`.
+    pub score_options: String,
+    /// Metrics options as given to `rfm_metrics`.
+    pub metrics_options: String,
+    /// Segment map as given to `rfm_segment`.
+    pub map: String,
+}
+
+/// The option keys of the one-call functions and the report.
+pub const PIPELINE_KEYS: [&str; 9] = [
+    "order_id", "ts_format", "bins", "method", "map", "preset", "r_cuts", "f_cuts", "m_cuts",
+];
+
+impl PipelineSpec {
+    /// A spec from column names, an as-of date and an options string with the
+    /// keys in [`PIPELINE_KEYS`]. `preset=pymc` means PyMC-Marketing's
+    /// `rfm_segments`: purchase days as frequency, mean spend per purchase day
+    /// as monetary, 4 bins, tied quartile edges merged, and the `pymc` map.
+    pub fn new(function: &'static str, columns: [&str; 3], as_of: i32, o: &Options) -> Result<Self> {
+        let pymc = o.choice("preset", "none", &["none", "pymc"])? == "pymc";
+        let mut score_parts: Vec<String> = ["bins", "method", "r_cuts", "f_cuts", "m_cuts"]
+            .iter()
+            .filter_map(|k| o.get(k).map(|v| format!("{k}={v}")))
+            .collect();
+        if pymc && o.get("bins").is_none() {
+            score_parts.push("bins=4".into());
+        }
+        if pymc && o.get("method").is_none() {
+            score_parts.push("method=qcut".into());
+        }
+        let score_options = score_parts.join(", ");
+        if let Some(raw) = ["r_cuts", "f_cuts", "m_cuts"].iter().find_map(|k| o.get(k)) {
+            if raw.contains(',') {
+                return Err(o.bad_value("r_cuts", raw, "numbers separated by '|'"));
+            }
+        }
+        ScoreSpec::from_options(&Options::parse(function, &score_options, &SCORE_KEYS)?)?;
+        let map = o.get("map").unwrap_or(if pymc { "pymc" } else { "default" }).to_string();
+        SegmentMap::parse(&map, 5)?;
+        let order_id = o.get("order_id").map(str::to_string);
+        if pymc && order_id.is_some() {
+            return Err(plan_datafusion_err!(
+                "{function}: preset=pymc counts purchase days, as PyMC-Marketing does; \
+                 drop order_id from the options."
+            ));
+        }
+        let [customer, ts, amount] = columns;
+        Ok(Self {
+            customer: customer.to_string(),
+            ts: ts.to_string(),
+            amount: amount.to_string(),
+            order_id,
+            ts_format: o.get("ts_format").map(str::to_string),
+            as_of,
+            score_options,
+            metrics_options: if pymc { "preset=pymc".into() } else { String::new() },
+            map,
+        })
+    }
+
+    /// Whether the scoring method orders ties by customer id.
+    fn needs_order(&self) -> Result<bool> {
+        let spec =
+            ScoreSpec::from_options(&Options::parse("rfm", &self.score_options, &SCORE_KEYS)?)?;
+        Ok(spec.method == Method::Ntile)
+    }
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// The plan that scores every customer of `input` as of `spec.as_of`, with the
+/// columns in [`OUTPUT_COLUMNS`]; one row per non-NULL customer id.
+pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<LogicalPlan> {
+    let schema = input.schema().clone();
+    for name in [&spec.customer, &spec.ts, &spec.amount].into_iter().chain(&spec.order_id) {
+        if schema.field_with_unqualified_name(name).is_err() {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(plan_datafusion_err!(
+                "column '{name}' is not in the input; it has {}. Name the right column.",
+                names.join(", ")
+            ));
+        }
+    }
+    let ts = match &spec.ts_format {
+        Some(format) => datafusion::functions::datetime::to_date()
+            .call(vec![column(&spec.ts), lit(format.clone())]),
+        None => column(&spec.ts),
+    };
+    let order_id = match &spec.order_id {
+        Some(name) => column(name),
+        None => lit(ScalarValue::Null),
+    };
+    let as_of = lit(ScalarValue::Date32(Some(spec.as_of)));
+    let metrics_udaf = Arc::new(AggregateUDF::from(RfmMetrics::new()));
+    let metrics = metrics_udaf
+        .call(vec![ts, column(&spec.amount), order_id, as_of, lit(spec.metrics_options.clone())])
+        .alias("metrics");
+
+    let get = |name: &str| {
+        datafusion::functions::core::expr_fn::get_field(column("metrics"), name).alias(name)
+    };
+    let metric_names = &OUTPUT_COLUMNS[1..9];
+    let score_udwf = Arc::new(WindowUDF::from(RfmScore::new()));
+    let mut score = score_udwf.call(vec![
+        column("recency_days"),
+        column("frequency"),
+        column("monetary"),
+        lit(spec.score_options.clone()),
+    ]);
+    if spec.needs_order()? {
+        score = score.order_by(vec![column("customer_id").sort(true, true)]).build()?;
+    }
+    let segment_udf = Arc::new(ScalarUDF::from(RfmSegment::new()));
+    let score_field = |name: &str| {
+        datafusion::functions::core::expr_fn::get_field(column("scores"), name)
+    };
+
+    LogicalPlanBuilder::from(input)
+        .filter(column(&spec.customer).is_not_null())?
+        .aggregate(vec![column(&spec.customer).alias("customer_id")], vec![metrics])?
+        .project(
+            std::iter::once(column("customer_id"))
+                .chain(metric_names.iter().map(|n| get(n)))
+                .collect::<Vec<_>>(),
+        )?
+        .window(vec![score.alias("scores")])?
+        .project(
+            OUTPUT_COLUMNS[..9]
+                .iter()
+                .map(|n| column(n))
+                .chain([
+                    score_field("r").alias("r"),
+                    score_field("f").alias("f"),
+                    score_field("m").alias("m"),
+                    score_field("code").alias("rfm_code"),
+                    segment_udf
+                        .call(vec![
+                            score_field("r"),
+                            score_field("f"),
+                            score_field("m"),
+                            lit(spec.map.clone()),
+                        ])
+                        .alias("segment"),
+                ])
+                .collect::<Vec<_>>(),
+        )?
+        .build()
+}
+
+/// A plan counting the input rows whose customer id is NULL (left out of
+/// [`customer_scores`]) and all rows: columns `rows` and `rows_null_customer`.
+pub fn null_customer_count(input: LogicalPlan, customer: &str) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::expr_fn::count;
+
+    let null_flag = Expr::Case(datafusion::logical_expr::Case::new(
+        None,
+        vec![(Box::new(column(customer).is_null()), Box::new(lit(1i64)))],
+        Some(Box::new(lit(0i64))),
+    ));
+    LogicalPlanBuilder::from(input)
+        .aggregate(
+            Vec::<Expr>::new(),
+            vec![
+                count(lit(1i64)).alias("rows"),
+                datafusion::functions_aggregate::expr_fn::sum(null_flag)
+                    .alias("rows_null_customer"),
+            ],
+        )?
+        .build()
+}
+
+/// A plan scanning a table registered in the session by name.
+pub fn scan_table(
+    name: &str,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<LogicalPlan> {
+    let source = datafusion::datasource::provider_as_source(provider);
+    LogicalPlanBuilder::scan(TableReference::from(name), source, None)?.build()
+}

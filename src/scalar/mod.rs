@@ -1,0 +1,4 @@
+//! Scalar functions.
+
+pub mod rfm_score_fixed;
+pub mod rfm_segment;

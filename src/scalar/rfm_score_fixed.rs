@@ -1,0 +1,148 @@
+//! `rfm_score_fixed`: scores against frozen thresholds, row by row.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, plan_datafusion_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl,
+    Signature, Volatility,
+};
+
+use crate::args::DOC_SECTION;
+use crate::options::Options;
+use crate::scoring::{
+    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_fields, score_struct, score_with,
+};
+use crate::window::rfm_score::coerce_score_args;
+
+const NAME: &str = "rfm_score_fixed";
+const SYNTAX: &str = "rfm_score_fixed(recency_days, frequency, monetary, thresholds)";
+
+/// `rfm_score_fixed(recency_days, frequency, monetary, thresholds)`: the scores
+/// of one row against fixed cut points, as `STRUCT<r, f, m INT, code VARCHAR>`,
+/// with no window.
+///
+/// `thresholds` is an options string with `method=fixed` and the three cut
+/// lists, usually the frozen output of `rfm_thresholds`; it may be a column
+/// (e.g. joined from a table of stored thresholds). Binning is as for
+/// `rfm_score`'s fixed method. NULL metrics give NULL scores; a NULL
+/// thresholds value gives NULL scores and code.
+///
+/// It is a separate name because DataFusion's SQL planner resolves a scalar
+/// function before a window function of the same name, even with `OVER`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RfmScoreFixed {
+    signature: Signature,
+}
+
+impl RfmScoreFixed {
+    /// Creates the function.
+    pub fn new() -> Self {
+        Self { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl Default for RfmScoreFixed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn parse_thresholds(text: &str) -> Result<ScoreSpec> {
+    let spec = ScoreSpec::from_options(&Options::parse(NAME, text, &SCORE_KEYS)?)?;
+    if !matches!(spec.method, Method::Fixed(_)) {
+        return Err(plan_datafusion_err!(
+            "{NAME}: argument 4 (thresholds) must say method=fixed with r_cuts, f_cuts and \
+             m_cuts; got '{text}'. Use the output of rfm_thresholds."
+        ));
+    }
+    Ok(spec)
+}
+
+impl ScalarUDFImpl for RfmScoreFixed {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_score_args(NAME, SYNTAX, arg_types, true)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(score_fields()))
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(NAME, DataType::Struct(score_fields()), true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let thresholds = arrays[3].as_string::<i32>();
+        let mut parsed: Option<(String, ScoreSpec)> = None;
+        let mut scores: [Vec<Option<u32>>; 3] = Default::default();
+        let columns = Dim::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, d)| finite_values(NAME, *d, &arrays[i], &args.arg_fields[i].name().to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        for row in 0..args.number_rows {
+            if thresholds.is_null(row) {
+                scores.iter_mut().for_each(|s| s.push(None));
+                continue;
+            }
+            let text = thresholds.value(row);
+            if parsed.as_ref().is_none_or(|(t, _)| t != text) {
+                parsed = Some((text.to_string(), parse_thresholds(text)?));
+            }
+            let Some((_, ScoreSpec { method: Method::Fixed(cuts), .. })) = &parsed else {
+                continue;
+            };
+            for (i, dim) in Dim::ALL.iter().enumerate() {
+                scores[i].push(columns[i][row].map(|v| score_with(*dim, v, &cuts[i])));
+            }
+        }
+        let array = score_struct(scores)?;
+        if all_scalar {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOCUMENTATION)
+    }
+}
+
+static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        DOC_SECTION,
+        "R, F and M scores of a row against fixed cut points (usually frozen from \
+         rfm_thresholds), with no window; thresholds may be a constant or a column.",
+        SYNTAX,
+    )
+    .with_argument("recency_days", "Days since the last purchase.")
+    .with_argument("frequency", "Number of purchases.")
+    .with_argument("monetary", "Money spent.")
+    .with_argument(
+        "thresholds",
+        "'method=fixed, bins=B, r_cuts=.., f_cuts=.., m_cuts=..' (rfm_thresholds output).",
+    )
+    .with_sql_example(
+        r#"```sql
+> SELECT rfm_score_fixed(12, 3, 250.0,
+    'method=fixed, bins=5, r_cuts=30|90|180|365, f_cuts=1|2|3|5, m_cuts=50|100|250|500');
++-------------------------------+
+| {r: 5, f: 3, m: 3, code: 533} |
++-------------------------------+
+```"#,
+    )
+    .build()
+});

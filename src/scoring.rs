@@ -1,0 +1,321 @@
+//! Turning one column of recency, frequency or monetary values into scores.
+//!
+//! [`ScoreSpec`] is what the options string of `rfm_score`, `rfm_thresholds`
+//! and `rfm_score_fixed` says (bins, method, cut points); [`score_column`]
+//! applies it to the values of one window partition or aggregate group and
+//! also returns the cut points that reproduce the result, so thresholds can
+//! be shown and frozen.
+
+use std::fmt::Write as _;
+
+use datafusion::common::{Result, exec_datafusion_err};
+
+use crate::binning::{
+    cuts_ascending, cuts_recency, distinct_counts, ntile_scores, quantile_scores,
+    score_ascending, score_recency,
+};
+use crate::options::Options;
+use crate::segments::MAX_BINS;
+
+/// The three RFM dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// Days since the last purchase: fewer is better.
+    Recency,
+    /// Number of purchases: more is better.
+    Frequency,
+    /// Money spent: more is better.
+    Monetary,
+}
+
+impl Dim {
+    /// All three, in R, F, M order.
+    pub const ALL: [Dim; 3] = [Dim::Recency, Dim::Frequency, Dim::Monetary];
+
+    /// The argument name used in SQL and in messages.
+    pub fn arg_name(self) -> &'static str {
+        match self {
+            Dim::Recency => "recency_days",
+            Dim::Frequency => "frequency",
+            Dim::Monetary => "monetary",
+        }
+    }
+
+    /// The option key holding this dimension's cut points.
+    pub fn cuts_key(self) -> &'static str {
+        match self {
+            Dim::Recency => "r_cuts",
+            Dim::Frequency => "f_cuts",
+            Dim::Monetary => "m_cuts",
+        }
+    }
+
+    /// Larger-is-better value used for ranking.
+    fn goodness(self, v: f64) -> f64 {
+        if self == Dim::Recency { -v } else { v }
+    }
+}
+
+/// How scores are assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    /// Tie-aware balanced quantiles ([`quantile_scores`]).
+    Quantile,
+    /// SQL standard `NTILE` buckets; ties follow the input order.
+    Ntile,
+    /// Caller's cut points, one list of `bins - 1` per dimension.
+    Fixed([Vec<f64>; 3]),
+}
+
+/// Parsed scoring options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSpec {
+    /// Number of scores, 2..=9; 5 by default.
+    pub bins: usize,
+    /// The method; quantile by default.
+    pub method: Method,
+}
+
+/// The option keys scoring functions accept.
+pub const SCORE_KEYS: [&str; 5] = ["bins", "method", "r_cuts", "f_cuts", "m_cuts"];
+
+impl ScoreSpec {
+    /// Reads `bins`, `method` and, for `method=fixed`, the three cut lists.
+    pub fn from_options(options: &Options) -> Result<Self> {
+        let bins = options.integer("bins", 5, 2, MAX_BINS as usize)?;
+        let method = options.choice("method", "quantile", &["quantile", "ntile", "fixed"])?;
+        let method = match method {
+            "ntile" => Method::Ntile,
+            "fixed" => {
+                let mut lists: [Vec<f64>; 3] = Default::default();
+                for (dim, list) in Dim::ALL.iter().zip(lists.iter_mut()) {
+                    let key = dim.cuts_key();
+                    let cuts = options.numbers(key)?.ok_or_else(|| {
+                        options.bad_value(
+                            key,
+                            "(missing)",
+                            &format!("given with method=fixed: {} numbers", bins - 1),
+                        )
+                    })?;
+                    if cuts.len() != bins - 1 || cuts.windows(2).any(|w| w[0] > w[1]) {
+                        let raw = options.get(key).unwrap_or_default();
+                        return Err(options.bad_value(
+                            key,
+                            raw,
+                            &format!("{} non-decreasing numbers for bins={bins}", bins - 1),
+                        ));
+                    }
+                    *list = cuts;
+                }
+                Method::Fixed(lists)
+            }
+            _ => Method::Quantile,
+        };
+        if !matches!(method, Method::Fixed(_))
+            && let Some(key) = ["r_cuts", "f_cuts", "m_cuts"].iter().find(|k| options.get(k).is_some())
+        {
+            let raw = options.get(key).unwrap_or_default();
+            return Err(options.bad_value(
+                key,
+                raw,
+                "given only with method=fixed (add method=fixed or drop it)",
+            ));
+        }
+        Ok(Self { bins, method })
+    }
+
+    /// The options string that scores with these cut points as `method=fixed`.
+    pub fn fixed_options(bins: usize, cuts: &[Vec<f64>; 3]) -> String {
+        let mut out = format!("method=fixed, bins={bins}");
+        for (dim, list) in Dim::ALL.iter().zip(cuts) {
+            let _ = write!(out, ", {}=", dim.cuts_key());
+            for (i, c) in list.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "|" };
+                let _ = write!(out, "{sep}{c}");
+            }
+        }
+        out
+    }
+}
+
+/// Scores of one dimension, one per input value (`None` stays `None`), and the
+/// cut points that reproduce them.
+///
+/// `values` must hold no NaN; callers check and report it. For `Ntile`, rows
+/// with equal values keep their input order.
+pub fn score_column(
+    values: &[Option<f64>],
+    dim: Dim,
+    spec: &ScoreSpec,
+) -> (Vec<Option<u32>>, Vec<f64>) {
+    let bins = spec.bins;
+    let mut scores = vec![None; values.len()];
+    if let Method::Fixed(lists) = &spec.method {
+        let cuts = &lists[Dim::ALL.iter().position(|d| *d == dim).unwrap_or(0)];
+        for (s, v) in scores.iter_mut().zip(values) {
+            *s = v.map(|v| score_with(dim, v, cuts));
+        }
+        return (scores, cuts.clone());
+    }
+
+    let mut rows: Vec<(f64, usize)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (dim.goodness(v), i)))
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let sorted_scores = match spec.method {
+        Method::Ntile => ntile_scores(rows.len(), bins),
+        _ => {
+            let goodness: Vec<f64> = rows.iter().map(|r| r.0).collect();
+            let (_, counts) = distinct_counts(&goodness);
+            let per_value = quantile_scores(&counts, bins);
+            counts
+                .iter()
+                .zip(per_value)
+                .flat_map(|(n, s)| std::iter::repeat_n(s, *n))
+                .collect()
+        }
+    };
+    for ((_, i), s) in rows.iter().zip(&sorted_scores) {
+        scores[*i] = Some(*s);
+    }
+
+    // Cut points are defined on the raw values in ascending order.
+    let mut raw: Vec<f64> = rows.iter().map(|(g, _)| dim.goodness(*g)).collect();
+    let mut raw_scores = sorted_scores;
+    if dim == Dim::Recency {
+        raw.reverse();
+        raw_scores.reverse();
+        (scores, cuts_recency(&raw, &raw_scores, bins))
+    } else {
+        (scores, cuts_ascending(&raw, &raw_scores, bins))
+    }
+}
+
+/// The score of one value against cut points.
+pub fn score_with(dim: Dim, value: f64, cuts: &[f64]) -> u32 {
+    if dim == Dim::Recency {
+        score_recency(value, cuts)
+    } else {
+        score_ascending(value, cuts)
+    }
+}
+
+/// The error for a NaN or infinite input value.
+pub fn non_finite_error(function: &str, dim: Dim, source: &str, value: f64) -> datafusion::common::DataFusionError {
+    let n = Dim::ALL.iter().position(|d| *d == dim).unwrap_or(0) + 1;
+    exec_datafusion_err!(
+        "{function}: argument {n} ({}, {source}) must be a finite number; got {value}. \
+         Filter or coalesce it first.",
+        dim.arg_name()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> ScoreSpec {
+        ScoreSpec::from_options(&Options::parse("t", text, &SCORE_KEYS).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recency_scores_fewest_days_best_and_cuts_reproduce_them() {
+        let days = [Some(1.0), Some(300.0), None, Some(20.0), Some(1.0)];
+        let (scores, cuts) = score_column(&days, Dim::Recency, &spec("bins=3"));
+        assert_eq!(scores, vec![Some(3), Some(1), None, Some(2), Some(3)]);
+        let fixed = ScoreSpec {
+            bins: 3,
+            method: Method::Fixed([cuts.clone(), vec![0.0; 2], vec![0.0; 2]]),
+        };
+        let (again, _) = score_column(&days, Dim::Recency, &fixed);
+        assert_eq!(again, scores);
+    }
+
+    #[test]
+    fn ntile_breaks_ties_by_input_order() {
+        let values: Vec<Option<f64>> = (1..=10).map(|v| Some(f64::from(v))).collect();
+        let (scores, _) = score_column(&values, Dim::Frequency, &spec("bins=4, method=ntile"));
+        let scores: Vec<u32> = scores.into_iter().flatten().collect();
+        assert_eq!(scores, vec![1, 1, 1, 2, 2, 2, 3, 3, 4, 4]);
+    }
+
+    #[test]
+    fn fixed_options_round_trip() {
+        let text = ScoreSpec::fixed_options(3, &[vec![30.0, 90.0], vec![1.0, 2.0], vec![10.5, 99.0]]);
+        assert_eq!(
+            text,
+            "method=fixed, bins=3, r_cuts=30|90, f_cuts=1|2, m_cuts=10.5|99"
+        );
+        let parsed = spec(&text);
+        assert_eq!(parsed.bins, 3);
+        assert!(matches!(parsed.method, Method::Fixed(_)));
+    }
+
+    #[test]
+    fn bad_fixed_options_say_what_is_expected() {
+        let err = |t: &str| {
+            ScoreSpec::from_options(&Options::parse("t", t, &SCORE_KEYS).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("method=fixed, bins=3, r_cuts=1|2, f_cuts=1|2").contains("m_cuts"));
+        assert!(err("method=fixed, bins=3, r_cuts=2|1, f_cuts=1|2, m_cuts=1|2")
+            .contains("non-decreasing"));
+        assert!(err("r_cuts=1|2").contains("only used with method=fixed"));
+    }
+}
+
+/// The fields of a score struct: `r`, `f`, `m` (INT) and `code` (VARCHAR,
+/// the three scores as digits, e.g. `'545'`).
+pub fn score_fields() -> datafusion::arrow::datatypes::Fields {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    datafusion::arrow::datatypes::Fields::from(vec![
+        Field::new("r", DataType::Int32, true),
+        Field::new("f", DataType::Int32, true),
+        Field::new("m", DataType::Int32, true),
+        Field::new("code", DataType::Utf8, true),
+    ])
+}
+
+/// Builds the score struct array; the code is NULL when any score is NULL.
+pub fn score_struct(scores: [Vec<Option<u32>>; 3]) -> Result<datafusion::arrow::array::ArrayRef> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, StructArray};
+
+    let [r, f, m] = scores;
+    let code: StringArray = r
+        .iter()
+        .zip(&f)
+        .zip(&m)
+        .map(|((r, f), m)| Some(format!("{}{}{}", (*r)?, (*f)?, (*m)?)))
+        .collect();
+    let int = |v: Vec<Option<u32>>| -> ArrayRef {
+        Arc::new(v.into_iter().map(|s| s.map(|s| s as i32)).collect::<Int32Array>())
+    };
+    let columns = vec![int(r), int(f), int(m), Arc::new(code) as ArrayRef];
+    Ok(Arc::new(StructArray::try_new(score_fields(), columns, None)?))
+}
+
+/// The values of a `Float64` argument, rejecting NaN and infinities with an
+/// error that names the function, the argument and its source.
+pub fn finite_values(
+    function: &str,
+    dim: Dim,
+    array: &datafusion::arrow::array::ArrayRef,
+    source: &str,
+) -> Result<Vec<Option<f64>>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Float64Type;
+
+    let values = array.as_primitive::<Float64Type>();
+    values
+        .iter()
+        .map(|v| match v {
+            Some(x) if !x.is_finite() => Err(non_finite_error(function, dim, source, x)),
+            other => Ok(other),
+        })
+        .collect()
+}

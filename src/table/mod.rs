@@ -1,0 +1,59 @@
+//! Table functions, called in `FROM` with positional constant arguments.
+
+pub mod rfm_customers;
+pub mod rfm_segment_check;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err};
+use datafusion::logical_expr::Expr;
+
+use crate::args::{logical_literal, scalar_text};
+
+/// The constant text of table-function argument `n` (1-based).
+pub(crate) fn text_arg(function: &str, exprs: &[Expr], n: usize, name: &str) -> Result<String> {
+    let value = exprs.get(n - 1).and_then(logical_literal);
+    match value.as_ref().and_then(scalar_text) {
+        Some(text) => Ok(text.to_string()),
+        None => Err(plan_datafusion_err!(
+            "{function}: argument {n} ({name}) must be a constant string; got {}. \
+             Quote it, e.g. '{name}'.",
+            exprs.get(n - 1).map_or("nothing".to_string(), |e| e.to_string())
+        )),
+    }
+}
+
+/// The constant value of table-function argument `n` (1-based), if present.
+pub(crate) fn value_arg(exprs: &[Expr], n: usize) -> Option<ScalarValue> {
+    exprs.get(n - 1).and_then(logical_literal)
+}
+
+/// Looks up a table by (possibly qualified) name in the session's catalogs.
+///
+/// Table functions are planned synchronously while catalog lookups are async;
+/// the providers this crate meets (memory, listing and view tables) answer at
+/// once, so the lookup is driven to completion on the calling thread.
+pub(crate) fn resolve_table(
+    function: &str,
+    session: &dyn Session,
+    name: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    let reference = TableReference::from(name);
+    let options = &session.config_options().catalog;
+    let resolved = reference.resolve(&options.default_catalog, &options.default_schema);
+    let schema = session
+        .catalog_list()
+        .catalog(&resolved.catalog)
+        .and_then(|c| c.schema(&resolved.schema));
+    let table = match schema {
+        Some(schema) => futures::executor::block_on(schema.table(&resolved.table))?,
+        None => None,
+    };
+    table.ok_or_else(|| {
+        plan_datafusion_err!(
+            "{function}: argument 1 (table) names no table: '{name}'. Register it first \
+             (CREATE EXTERNAL TABLE, CREATE VIEW, or rfm sql --table {name}=PATH)."
+        )
+    })
+}

@@ -1,0 +1,3 @@
+//! Window functions.
+
+pub mod rfm_score;

@@ -1,0 +1,184 @@
+//! `rfm_score`: R, F and M scores of every row of a window partition.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, plan_datafusion_err};
+use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
+use datafusion::logical_expr::{
+    Documentation, PartitionEvaluator, Signature, Volatility, WindowUDFImpl,
+};
+
+use crate::args::{
+    DOC_SECTION, arity_error, coerce_number, describe, options_text, physical_literal,
+};
+use crate::options::Options;
+use crate::scoring::{
+    Dim, SCORE_KEYS, ScoreSpec, finite_values, score_column, score_fields, score_struct,
+};
+
+const NAME: &str = "rfm_score";
+const SYNTAX: &str = "rfm_score(recency_days, frequency, monetary [, options]) OVER (...)";
+
+/// `rfm_score(recency_days, frequency, monetary [, options]) OVER ([PARTITION BY
+/// ...] [ORDER BY ...])`: a window function giving each row a
+/// `STRUCT<r INT, f INT, m INT, code VARCHAR>` of scores from 1 to `bins`,
+/// where `bins` is the best (fewest days, most purchases, most money).
+///
+/// Options (`'bins=5, method=quantile'` by default):
+/// - `method=quantile`: tie-aware balanced quantiles
+///   ([`crate::binning::quantile_scores`]): equal values always share a score,
+///   skewed data never fails, and all `bins` scores are used when there are at
+///   least `bins` distinct values.
+/// - `method=ntile`: SQL standard `NTILE` bucket sizes (the remainder goes to
+///   the lowest buckets). Equal values are ordered by the window's `ORDER BY`,
+///   so `OVER (ORDER BY customer_id)` makes reruns agree.
+/// - `method=fixed, r_cuts=..., f_cuts=..., m_cuts=...`: the caller's cut
+///   points, `bins - 1` non-decreasing numbers per dimension separated by `|`.
+///   Recency scores `1 +` the number of cuts at or above the days; frequency
+///   and monetary `1 +` the number of cuts strictly below the value.
+///
+/// NULL inputs get a NULL score in that dimension (and a NULL code); they do
+/// not count towards the quantiles. NaN or infinite inputs are errors.
+/// `rfm_thresholds` returns the cut points of the same scoring.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RfmScore {
+    signature: Signature,
+}
+
+impl RfmScore {
+    /// Creates the function.
+    pub fn new() -> Self {
+        Self { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl Default for RfmScore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Coerces the three metrics to `DOUBLE` and the options to a string; shared
+/// by the scoring functions.
+pub fn coerce_score_args(
+    function: &str,
+    syntax: &str,
+    arg_types: &[DataType],
+    options_required: bool,
+) -> Result<Vec<DataType>> {
+    let arity_ok = if options_required {
+        arg_types.len() == 4
+    } else {
+        (3..=4).contains(&arg_types.len())
+    };
+    if !arity_ok {
+        return Err(arity_error(function, arg_types.len(), syntax));
+    }
+    let mut out = Vec::with_capacity(arg_types.len());
+    for (i, dim) in Dim::ALL.iter().enumerate() {
+        out.push(coerce_number(function, i + 1, dim.arg_name(), &arg_types[i])?);
+    }
+    if let Some(t) = arg_types.get(3) {
+        if !crate::args::is_string(t) && t != &DataType::Null {
+            return Err(plan_datafusion_err!(
+                "{function}: argument 4 (options) must be a string such as \
+                 'bins=5, method=quantile'; got type {t}."
+            ));
+        }
+        out.push(DataType::Utf8);
+    }
+    Ok(out)
+}
+
+impl WindowUDFImpl for RfmScore {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_score_args(NAME, SYNTAX, arg_types, false)
+    }
+
+    fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+        let exprs = args.input_exprs();
+        let options = match exprs.get(3) {
+            Some(e) => {
+                let value = physical_literal(e).ok_or_else(|| {
+                    plan_datafusion_err!(
+                        "{NAME}: argument 4 (options) must be a constant string; got {}.",
+                        describe(e)
+                    )
+                })?;
+                options_text(NAME, 4, Some(value))?
+            }
+            None => String::new(),
+        };
+        let spec = ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
+        let sources = exprs.iter().take(3).map(describe).collect();
+        Ok(Box::new(RfmScoreEvaluator { spec, sources }))
+    }
+
+    fn field(&self, args: WindowUDFFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(args.name(), DataType::Struct(score_fields()), true)))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOCUMENTATION)
+    }
+}
+
+static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        DOC_SECTION,
+        "R, F and M scores (1..bins, bins = best) of each row within its window \
+         partition, with the code string such as '545'. Equal values share a score.",
+        SYNTAX,
+    )
+    .with_argument("recency_days", "Days since the last purchase; fewer is better.")
+    .with_argument("frequency", "Number of purchases; more is better.")
+    .with_argument("monetary", "Money spent; more is better.")
+    .with_argument(
+        "options",
+        "Optional: 'bins=5' (2..9), 'method=quantile|ntile|fixed', and for fixed \
+         'r_cuts=30|90|180|365, f_cuts=..., m_cuts=...'.",
+    )
+    .with_sql_example(
+        r#"```sql
+> SELECT id, rfm_score(recency_days, frequency, monetary, 'bins=3')
+    OVER (ORDER BY id) AS s FROM (VALUES (1, 10, 4, 90.0), (2, 200, 1, 5.0),
+    (3, 40, 2, 30.0)) AS t(id, recency_days, frequency, monetary);
++----+-----------------------------+
+| id | s                           |
++----+-----------------------------+
+| 1  | {r: 3, f: 3, m: 3, code: 333} |
+| 2  | {r: 1, f: 1, m: 1, code: 111} |
+| 3  | {r: 2, f: 2, m: 2, code: 222} |
++----+-----------------------------+
+```"#,
+    )
+    .build()
+});
+
+/// Scores one partition at a time.
+#[derive(Debug)]
+struct RfmScoreEvaluator {
+    spec: ScoreSpec,
+    sources: Vec<String>,
+}
+
+impl PartitionEvaluator for RfmScoreEvaluator {
+    fn evaluate_all(&mut self, values: &[ArrayRef], _num_rows: usize) -> Result<ArrayRef> {
+        let mut scores: [Vec<Option<u32>>; 3] = Default::default();
+        for (i, dim) in Dim::ALL.iter().enumerate() {
+            let column = finite_values(NAME, *dim, &values[i], &self.sources[i])?;
+            scores[i] = score_column(&column, *dim, &self.spec).0;
+        }
+        score_struct(scores)
+    }
+}
