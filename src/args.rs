@@ -43,8 +43,19 @@ pub fn logical_literal(expr: &Expr) -> Option<ScalarValue> {
 /// `column orders.amount`, or the expression itself.
 pub fn describe(expr: &Arc<dyn PhysicalExpr>) -> String {
     match physical_literal(expr) {
-        Some(v) => format!("literal {v}"),
+        Some(v) => format!("literal {}", sql_literal(v)),
         None => format!("column {expr}"),
+    }
+}
+
+/// A value as a SQL literal for messages: strings quoted, NULL as `NULL`.
+pub fn sql_literal(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "NULL".to_string();
+    }
+    match scalar_text(value) {
+        Some(text) => format!("'{}'", text.replace('\'', "''")),
+        None => value.to_string(),
     }
 }
 
@@ -113,8 +124,9 @@ pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
 pub fn constant_days(function: &str, n: usize, name: &str, value: &ScalarValue) -> Result<i32> {
     let bad = |why: &str| {
         plan_datafusion_err!(
-            "{function}: argument {n} ({name}) {why}; got {value}. \
-             Pass a constant date such as DATE '2024-06-01'."
+            "{function}: argument {n} ({name}) {why}; got {}. \
+             Pass a constant date such as DATE '2024-06-01'.",
+            sql_literal(value)
         )
     };
     if value.is_null() {
@@ -147,7 +159,8 @@ pub fn options_text(function: &str, n: usize, value: Option<&ScalarValue>) -> Re
         Some(v) => scalar_text(v).map(str::to_string).ok_or_else(|| {
             plan_datafusion_err!(
                 "{function}: argument {n} (options) must be a constant string such as \
-                 'bins=5, method=quantile'; got {v}."
+                 'bins=5, method=quantile'; got {}.",
+                sql_literal(v)
             )
         }),
     }

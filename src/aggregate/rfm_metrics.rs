@@ -141,7 +141,14 @@ impl AggregateUDFImpl for RfmMetrics {
                 _ => DataType::Utf8,
             });
         }
-        out.push(coerce_date_like(NAME, layout.as_of + 1, "as_of", &arg_types[layout.as_of])?);
+        // A string as_of stays a string and is parsed once, with an error that
+        // names the argument, instead of failing inside constant folding.
+        let as_of = &arg_types[layout.as_of];
+        out.push(if is_string(as_of) {
+            DataType::Utf8
+        } else {
+            coerce_date_like(NAME, layout.as_of + 1, "as_of", as_of)?
+        });
         if let Some(i) = layout.options {
             out.push(DataType::Utf8);
             if !is_string(&arg_types[i]) && arg_types[i] != DataType::Null {
