@@ -44,8 +44,24 @@ pub fn logical_literal(expr: &Expr) -> Option<ScalarValue> {
 pub fn describe(expr: &Arc<dyn PhysicalExpr>) -> String {
     match physical_literal(expr) {
         Some(v) => format!("literal {}", sql_literal(v)),
-        None => format!("column {expr}"),
+        None => format!("column {}", without_indexes(&expr.to_string())),
     }
+}
+
+/// Drops the `@<index>` that physical column names carry (`amount@1`).
+fn without_indexes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '@' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A value as a SQL literal for messages: strings quoted, NULL as `NULL`.

@@ -105,15 +105,15 @@ pub fn cuts_ascending(values: &[f64], scores: &[u32], bins: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Cut points in days that reproduce recency `scores`: `cut[k-1]` is the largest
-/// number of days that still scores above `k`, for `k` in `1..bins`. When no
-/// value scores above `k` the cut sits one day below the smallest value.
-/// Applied by [`score_recency`].
+/// Cut points in days that reproduce recency `scores`, ascending: for each `k`
+/// in `1..bins` the largest number of days that still scores above `k` (one
+/// day below the smallest value when none does). Applied by [`score_recency`].
 ///
 /// `days` and `scores` run in ascending day order.
 pub fn cuts_recency(days: &[f64], scores: &[u32], bins: usize) -> Vec<f64> {
     let below = days.first().map_or(-1.0, |d| d - 1.0);
     (1..bins as u32)
+        .rev()
         .map(|k| {
             days.iter()
                 .zip(scores)
