@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, ArrayRef, Date32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
-use datafusion::logical_expr::{DocSection, Expr};
+use datafusion::logical_expr::{DocSection, Expr, Signature, TypeSignature, Volatility};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
@@ -20,6 +20,22 @@ pub const DOC_SECTION: DocSection = DocSection {
     label: "Customer-value analytics (datafusion-rfm)",
     description: Some("RFM metrics, scores and segments"),
 };
+
+/// A signature whose coercion is the function's own `coerce_types`, listing
+/// `examples` so `SHOW FUNCTIONS` and `information_schema` show the function.
+///
+/// DataFusion lists a function only when its signature yields example types,
+/// which a bare user-defined signature does not. Each function's
+/// `coerce_types` therefore never fails (an unusable type is passed through
+/// unchanged, so the user-defined variant always matches first) and the same
+/// check runs again where the return type is computed, where its error
+/// message reaches the user intact.
+pub fn documented_signature(examples: Vec<Vec<DataType>>) -> Signature {
+    let variants = std::iter::once(TypeSignature::UserDefined)
+        .chain(examples.into_iter().map(TypeSignature::Exact))
+        .collect();
+    Signature::one_of(variants, Volatility::Immutable)
+}
 
 /// The value of a physical argument that must be a constant, if it is one.
 pub fn physical_literal(expr: &Arc<dyn PhysicalExpr>) -> Option<&ScalarValue> {
@@ -97,7 +113,12 @@ pub fn is_integer(t: &DataType) -> bool {
 
 /// The coerced type of a date-like argument: dates and timestamps keep their
 /// calendar meaning, strings are parsed as ISO timestamps.
-pub fn coerce_date_like(function: &str, n: usize, name: &str, t: &DataType) -> Result<DataType> {
+pub fn coerce_date_like(
+    function: &str,
+    n: usize,
+    name: &str,
+    t: &DataType,
+) -> Result<DataType> {
     match t {
         DataType::Date32 | DataType::Date64 | DataType::Null => Ok(DataType::Date32),
         DataType::Timestamp(_, _) => Ok(t.clone()),
@@ -114,7 +135,12 @@ pub fn coerce_date_like(function: &str, n: usize, name: &str, t: &DataType) -> R
 }
 
 /// The coerced type of a numeric argument that becomes `Float64`.
-pub fn coerce_number(function: &str, n: usize, name: &str, t: &DataType) -> Result<DataType> {
+pub fn coerce_number(
+    function: &str,
+    n: usize,
+    name: &str,
+    t: &DataType,
+) -> Result<DataType> {
     if t.is_numeric() || t == &DataType::Null {
         Ok(DataType::Float64)
     } else {
@@ -125,6 +151,17 @@ pub fn coerce_number(function: &str, n: usize, name: &str, t: &DataType) -> Resu
     }
 }
 
+/// `array` as `data_type`, cast only when it is not already. Functions call
+/// this on their inputs instead of trusting coercion, so an unexpected input
+/// type is a clean cast or cast error, never a panic.
+pub fn cast_input(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == data_type {
+        Ok(Arc::clone(array))
+    } else {
+        Ok(cast(array, data_type)?)
+    }
+}
+
 /// Calendar days since 1970-01-01 of a date or timestamp array. Timestamps
 /// with a time zone fall on their local calendar day in that zone.
 pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
@@ -132,12 +169,19 @@ pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
     days.as_any()
         .downcast_ref::<Date32Array>()
         .cloned()
-        .ok_or_else(|| DataFusionError::Internal("cast to Date32 gave another type".into()))
+        .ok_or_else(|| {
+            DataFusionError::Internal("cast to Date32 gave another type".into())
+        })
 }
 
 /// Days since 1970-01-01 of a constant date argument (date, timestamp or
 /// ISO string).
-pub fn constant_days(function: &str, n: usize, name: &str, value: &ScalarValue) -> Result<i32> {
+pub fn constant_days(
+    function: &str,
+    n: usize,
+    name: &str,
+    value: &ScalarValue,
+) -> Result<i32> {
     let bad = |why: &str| {
         plan_datafusion_err!(
             "{function}: argument {n} ({name}) {why}; got {}. \
@@ -168,7 +212,11 @@ pub fn arity_error(function: &str, got: usize, syntax: &str) -> DataFusionError 
 }
 
 /// The options text of a constant string argument (`''` when NULL).
-pub fn options_text(function: &str, n: usize, value: Option<&ScalarValue>) -> Result<String> {
+pub fn options_text(
+    function: &str,
+    n: usize,
+    value: Option<&ScalarValue>,
+) -> Result<String> {
     match value {
         None => Ok(String::new()),
         Some(v) if v.is_null() => Ok(String::new()),

@@ -35,7 +35,9 @@ pub fn quantile_scores(counts: &[usize], bins: usize) -> Vec<u32> {
     }
     if distinct < bins {
         return (0..distinct)
-            .map(|i| 1 + (i * (bins - 1) + (distinct - 1) / 2).div_euclid(distinct - 1) as u32)
+            .map(|i| {
+                1 + (i * (bins - 1) + (distinct - 1) / 2).div_euclid(distinct - 1) as u32
+            })
             .collect();
     }
 
@@ -161,7 +163,10 @@ mod tests {
     fn scores_of(mut rows: Vec<f64>, bins: usize) -> Vec<(f64, u32)> {
         rows.sort_by(f64::total_cmp);
         let (values, counts) = distinct_counts(&rows);
-        values.into_iter().zip(quantile_scores(&counts, bins)).collect()
+        values
+            .into_iter()
+            .zip(quantile_scores(&counts, bins))
+            .collect()
     }
 
     #[test]

@@ -105,7 +105,9 @@ mod tests {
 
     #[test]
     fn result_does_not_depend_on_order_or_split() {
-        let values: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37).sin() * 1e3 + 0.01).collect();
+        let values: Vec<f64> = (0..1000)
+            .map(|i| (i as f64 * 0.37).sin() * 1e3 + 0.01)
+            .collect();
         let forward = sum(&values);
         let mut reversed = values.clone();
         reversed.reverse();

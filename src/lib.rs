@@ -73,7 +73,9 @@ use datafusion::prelude::SessionContext;
 pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(scalar::rfm_segment::RfmSegment::new())),
-        Arc::new(ScalarUDF::from(scalar::rfm_score_fixed::RfmScoreFixed::new())),
+        Arc::new(ScalarUDF::from(
+            scalar::rfm_score_fixed::RfmScoreFixed::new(),
+        )),
     ]
 }
 
@@ -81,21 +83,31 @@ pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
         Arc::new(AggregateUDF::from(aggregate::rfm_metrics::RfmMetrics::new())),
-        Arc::new(AggregateUDF::from(aggregate::rfm_thresholds::RfmThresholds::new())),
+        Arc::new(AggregateUDF::from(
+            aggregate::rfm_thresholds::RfmThresholds::new(),
+        )),
     ]
 }
 
 /// The window functions: `rfm_score`.
 pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
-    vec![Arc::new(WindowUDF::from(window::rfm_score::RfmScore::new()))]
+    vec![Arc::new(
+        WindowUDF::from(window::rfm_score::RfmScore::new()),
+    )]
 }
 
 /// The table functions with their SQL names: `rfm_customers`,
 /// `rfm_segment_check`.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     vec![
-        ("rfm_customers", Arc::new(table::rfm_customers::RfmCustomers)),
-        ("rfm_segment_check", Arc::new(table::rfm_segment_check::RfmSegmentCheck)),
+        (
+            "rfm_customers",
+            Arc::new(table::rfm_customers::RfmCustomers),
+        ),
+        (
+            "rfm_segment_check",
+            Arc::new(table::rfm_segment_check::RfmSegmentCheck),
+        ),
     ]
 }
 

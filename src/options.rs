@@ -39,7 +39,10 @@ impl Options {
                     allowed.join(", ")
                 ));
             }
-            if values.insert(key.clone(), value.trim().to_string()).is_some() {
+            if values
+                .insert(key.clone(), value.trim().to_string())
+                .is_some()
+            {
                 return Err(plan_datafusion_err!(
                     "{function}: option '{key}' is given twice in '{text}'. \
                      Keep one of them."
@@ -75,18 +78,33 @@ impl Options {
     }
 
     /// An integer option within `min..=max`, or `default` when absent.
-    pub fn integer(&self, key: &str, default: usize, min: usize, max: usize) -> Result<usize> {
+    pub fn integer(
+        &self,
+        key: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize> {
         let Some(raw) = self.get(key) else {
             return Ok(default);
         };
         match raw.parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.bad_value(key, raw, &format!("a whole number from {min} to {max}"))),
+            _ => Err(self.bad_value(
+                key,
+                raw,
+                &format!("a whole number from {min} to {max}"),
+            )),
         }
     }
 
     /// One of `choices` (case-insensitive), or `default` when absent.
-    pub fn choice(&self, key: &str, default: &'static str, choices: &[&'static str]) -> Result<&'static str> {
+    pub fn choice(
+        &self,
+        key: &str,
+        default: &'static str,
+        choices: &[&'static str],
+    ) -> Result<&'static str> {
         let Some(raw) = self.get(key) else {
             return Ok(default);
         };
@@ -94,7 +112,9 @@ impl Options {
             .iter()
             .find(|c| c.eq_ignore_ascii_case(raw))
             .copied()
-            .ok_or_else(|| self.bad_value(key, raw, &format!("one of {}", choices.join(", "))))
+            .ok_or_else(|| {
+                self.bad_value(key, raw, &format!("one of {}", choices.join(", ")))
+            })
     }
 
     /// A `|`-separated list of finite numbers, if given.
@@ -106,7 +126,13 @@ impl Options {
             .map(|n| n.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
             .collect::<Option<Vec<_>>>()
             .map(Some)
-            .ok_or_else(|| self.bad_value(key, raw, "finite numbers separated by '|', e.g. 30|90|180"))
+            .ok_or_else(|| {
+                self.bad_value(
+                    key,
+                    raw,
+                    "finite numbers separated by '|', e.g. 30|90|180",
+                )
+            })
     }
 
     /// The error for a value that does not fit its key.
@@ -124,12 +150,26 @@ mod tests {
 
     #[test]
     fn parses_pairs_lists_and_defaults() {
-        let o = Options::parse("f", " bins=4 , METHOD=Ntile, r_cuts=1|2|3", &["bins", "method", "r_cuts"])
-            .unwrap();
+        let o = Options::parse(
+            "f",
+            " bins=4 , METHOD=Ntile, r_cuts=1|2|3",
+            &["bins", "method", "r_cuts"],
+        )
+        .unwrap();
         assert_eq!(o.integer("bins", 5, 2, 9).unwrap(), 4);
-        assert_eq!(o.choice("method", "quantile", &["quantile", "ntile"]).unwrap(), "ntile");
+        assert_eq!(
+            o.choice("method", "quantile", &["quantile", "ntile"])
+                .unwrap(),
+            "ntile"
+        );
         assert_eq!(o.numbers("r_cuts").unwrap(), Some(vec![1.0, 2.0, 3.0]));
-        assert_eq!(Options::parse("f", "", &[]).unwrap().integer("bins", 5, 2, 9).unwrap(), 5);
+        assert_eq!(
+            Options::parse("f", "", &[])
+                .unwrap()
+                .integer("bins", 5, 2, 9)
+                .unwrap(),
+            5
+        );
     }
 
     #[test]
@@ -139,7 +179,12 @@ mod tests {
         assert!(err("colour=red").contains("unknown option 'colour'"));
         assert!(err("bins=3, bins=4").contains("given twice"));
         let o = Options::parse("f", "bins=12", &["bins"]).unwrap();
-        assert!(o.integer("bins", 5, 2, 9).unwrap_err().to_string().contains("from 2 to 9"));
+        assert!(
+            o.integer("bins", 5, 2, 9)
+                .unwrap_err()
+                .to_string()
+                .contains("from 2 to 9")
+        );
         let o = Options::parse("f", "bins=1|x", &["bins"]).unwrap();
         assert!(o.numbers("bins").unwrap_err().to_string().contains("'1|x'"));
     }

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use datafusion::common::{Column, Result, ScalarValue, TableReference, plan_datafusion_err};
+use datafusion::common::{
+    Column, Result, ScalarValue, TableReference, plan_datafusion_err,
+};
 use datafusion::logical_expr::{
     AggregateUDF, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
     WindowUDF, lit,
@@ -64,7 +66,15 @@ pub struct PipelineSpec {
 
 /// The option keys of the one-call functions and the report.
 pub const PIPELINE_KEYS: [&str; 9] = [
-    "order_id", "ts_format", "bins", "method", "map", "preset", "r_cuts", "f_cuts", "m_cuts",
+    "order_id",
+    "ts_format",
+    "bins",
+    "method",
+    "map",
+    "preset",
+    "r_cuts",
+    "f_cuts",
+    "m_cuts",
 ];
 
 impl PipelineSpec {
@@ -72,12 +82,18 @@ impl PipelineSpec {
     /// keys in [`PIPELINE_KEYS`]. `preset=pymc` means PyMC-Marketing's
     /// `rfm_segments`: purchase days as frequency, mean spend per purchase day
     /// as monetary, 4 bins, tied quartile edges merged, and the `pymc` map.
-    pub fn new(function: &'static str, columns: [&str; 3], as_of: i32, o: &Options) -> Result<Self> {
+    pub fn new(
+        function: &'static str,
+        columns: [&str; 3],
+        as_of: i32,
+        o: &Options,
+    ) -> Result<Self> {
         let pymc = o.choice("preset", "none", &["none", "pymc"])? == "pymc";
-        let mut score_parts: Vec<String> = ["bins", "method", "r_cuts", "f_cuts", "m_cuts"]
-            .iter()
-            .filter_map(|k| o.get(k).map(|v| format!("{k}={v}")))
-            .collect();
+        let mut score_parts: Vec<String> =
+            ["bins", "method", "r_cuts", "f_cuts", "m_cuts"]
+                .iter()
+                .filter_map(|k| o.get(k).map(|v| format!("{k}={v}")))
+                .collect();
         if pymc && o.get("bins").is_none() {
             score_parts.push("bins=4".into());
         }
@@ -91,7 +107,10 @@ impl PipelineSpec {
             }
         }
         ScoreSpec::from_options(&Options::parse(function, &score_options, &SCORE_KEYS)?)?;
-        let map = o.get("map").unwrap_or(if pymc { "pymc" } else { "default" }).to_string();
+        let map = o
+            .get("map")
+            .unwrap_or(if pymc { "pymc" } else { "default" })
+            .to_string();
         SegmentMap::parse(&map, 5)?;
         let order_id = o.get("order_id").map(str::to_string);
         if pymc && order_id.is_some() {
@@ -109,15 +128,22 @@ impl PipelineSpec {
             ts_format: o.get("ts_format").map(str::to_string),
             as_of,
             score_options,
-            metrics_options: if pymc { "preset=pymc".into() } else { String::new() },
+            metrics_options: if pymc {
+                "preset=pymc".into()
+            } else {
+                String::new()
+            },
             map,
         })
     }
 
     /// Whether the scoring method orders ties by customer id.
     fn needs_order(&self) -> Result<bool> {
-        let spec =
-            ScoreSpec::from_options(&Options::parse("rfm", &self.score_options, &SCORE_KEYS)?)?;
+        let spec = ScoreSpec::from_options(&Options::parse(
+            "rfm",
+            &self.score_options,
+            &SCORE_KEYS,
+        )?)?;
         Ok(spec.method == Method::Ntile)
     }
 }
@@ -130,9 +156,13 @@ fn column(name: &str) -> Expr {
 /// columns in [`OUTPUT_COLUMNS`]; one row per non-NULL customer id.
 pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<LogicalPlan> {
     let schema = input.schema().clone();
-    for name in [&spec.customer, &spec.ts, &spec.amount].into_iter().chain(&spec.order_id) {
+    for name in [&spec.customer, &spec.ts, &spec.amount]
+        .into_iter()
+        .chain(&spec.order_id)
+    {
         if schema.field_with_unqualified_name(name).is_err() {
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let names: Vec<&str> =
+                schema.fields().iter().map(|f| f.name().as_str()).collect();
             return Err(plan_datafusion_err!(
                 "column '{name}' is not in the input; it has {}. Name the right column.",
                 names.join(", ")
@@ -151,11 +181,18 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
     let as_of = lit(ScalarValue::Date32(Some(spec.as_of)));
     let metrics_udaf = Arc::new(AggregateUDF::from(RfmMetrics::new()));
     let metrics = metrics_udaf
-        .call(vec![ts, column(&spec.amount), order_id, as_of, lit(spec.metrics_options.clone())])
+        .call(vec![
+            ts,
+            column(&spec.amount),
+            order_id,
+            as_of,
+            lit(spec.metrics_options.clone()),
+        ])
         .alias("metrics");
 
     let get = |name: &str| {
-        datafusion::functions::core::expr_fn::get_field(column("metrics"), name).alias(name)
+        datafusion::functions::core::expr_fn::get_field(column("metrics"), name)
+            .alias(name)
     };
     let metric_names = &OUTPUT_COLUMNS[1..9];
     let score_udwf = Arc::new(WindowUDF::from(RfmScore::new()));
@@ -166,7 +203,9 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
         lit(spec.score_options.clone()),
     ]);
     if spec.needs_order()? {
-        score = score.order_by(vec![column("customer_id").sort(true, true)]).build()?;
+        score = score
+            .order_by(vec![column("customer_id").sort(true, true)])
+            .build()?;
     }
     let segment_udf = Arc::new(ScalarUDF::from(RfmSegment::new()));
     let score_field = |name: &str| {
@@ -175,7 +214,10 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
 
     LogicalPlanBuilder::from(input)
         .filter(column(&spec.customer).is_not_null())?
-        .aggregate(vec![column(&spec.customer).alias("customer_id")], vec![metrics])?
+        .aggregate(
+            vec![column(&spec.customer).alias("customer_id")],
+            vec![metrics],
+        )?
         .project(
             std::iter::once(column("customer_id"))
                 .chain(metric_names.iter().map(|n| get(n)))

@@ -83,7 +83,8 @@ impl ScoreSpec {
     /// Reads `bins`, `method` and, for `method=fixed`, the three cut lists.
     pub fn from_options(options: &Options) -> Result<Self> {
         let bins = options.integer("bins", 5, 2, MAX_BINS as usize)?;
-        let method = options.choice("method", "quantile", &["quantile", "ntile", "fixed"])?;
+        let method =
+            options.choice("method", "quantile", &["quantile", "ntile", "fixed"])?;
         let method = match method {
             "ntile" => Method::Ntile,
             "fixed" => {
@@ -102,7 +103,10 @@ impl ScoreSpec {
                         return Err(options.bad_value(
                             key,
                             raw,
-                            &format!("{} non-decreasing numbers for bins={bins}", bins - 1),
+                            &format!(
+                                "{} non-decreasing numbers for bins={bins}",
+                                bins - 1
+                            ),
                         ));
                     }
                     *list = cuts;
@@ -112,7 +116,9 @@ impl ScoreSpec {
             _ => Method::Quantile,
         };
         if !matches!(method, Method::Fixed(_))
-            && let Some(key) = ["r_cuts", "f_cuts", "m_cuts"].iter().find(|k| options.get(k).is_some())
+            && let Some(key) = ["r_cuts", "f_cuts", "m_cuts"]
+                .iter()
+                .find(|k| options.get(k).is_some())
         {
             let raw = options.get(key).unwrap_or_default();
             return Err(options.bad_value(
@@ -203,13 +209,83 @@ pub fn score_with(dim: Dim, value: f64, cuts: &[f64]) -> u32 {
 }
 
 /// The error for a NaN or infinite input value.
-pub fn non_finite_error(function: &str, dim: Dim, source: &str, value: f64) -> datafusion::common::DataFusionError {
+pub fn non_finite_error(
+    function: &str,
+    dim: Dim,
+    source: &str,
+    value: f64,
+) -> datafusion::common::DataFusionError {
     let n = Dim::ALL.iter().position(|d| *d == dim).unwrap_or(0) + 1;
     exec_datafusion_err!(
         "{function}: argument {n} ({}, {source}) must be a finite number; got {value}. \
          Filter or coalesce it first.",
         dim.arg_name()
     )
+}
+
+/// The fields of a score struct: `r`, `f`, `m` (INT) and `code` (VARCHAR,
+/// the three scores as digits, e.g. `'545'`).
+pub fn score_fields() -> datafusion::arrow::datatypes::Fields {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    datafusion::arrow::datatypes::Fields::from(vec![
+        Field::new("r", DataType::Int32, true),
+        Field::new("f", DataType::Int32, true),
+        Field::new("m", DataType::Int32, true),
+        Field::new("code", DataType::Utf8, true),
+    ])
+}
+
+/// Builds the score struct array; the code is NULL when any score is NULL.
+pub fn score_struct(
+    scores: [Vec<Option<u32>>; 3],
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, StructArray};
+
+    let [r, f, m] = scores;
+    let code: StringArray = r
+        .iter()
+        .zip(&f)
+        .zip(&m)
+        .map(|((r, f), m)| Some(format!("{}{}{}", (*r)?, (*f)?, (*m)?)))
+        .collect();
+    let int = |v: Vec<Option<u32>>| -> ArrayRef {
+        Arc::new(
+            v.into_iter()
+                .map(|s| s.map(|s| s as i32))
+                .collect::<Int32Array>(),
+        )
+    };
+    let columns = vec![int(r), int(f), int(m), Arc::new(code) as ArrayRef];
+    Ok(Arc::new(StructArray::try_new(
+        score_fields(),
+        columns,
+        None,
+    )?))
+}
+
+/// The values of a `Float64` argument, rejecting NaN and infinities with an
+/// error that names the function, the argument and its source.
+pub fn finite_values(
+    function: &str,
+    dim: Dim,
+    array: &datafusion::arrow::array::ArrayRef,
+    source: &str,
+) -> Result<Vec<Option<f64>>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Float64Type;
+
+    let array =
+        crate::args::cast_input(array, &datafusion::arrow::datatypes::DataType::Float64)?;
+    let values = array.as_primitive::<Float64Type>();
+    values
+        .iter()
+        .map(|v| match v {
+            Some(x) if !x.is_finite() => Err(non_finite_error(function, dim, source, x)),
+            other => Ok(other),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,14 +312,18 @@ mod tests {
     #[test]
     fn ntile_breaks_ties_by_input_order() {
         let values: Vec<Option<f64>> = (1..=10).map(|v| Some(f64::from(v))).collect();
-        let (scores, _) = score_column(&values, Dim::Frequency, &spec("bins=4, method=ntile"));
+        let (scores, _) =
+            score_column(&values, Dim::Frequency, &spec("bins=4, method=ntile"));
         let scores: Vec<u32> = scores.into_iter().flatten().collect();
         assert_eq!(scores, vec![1, 1, 1, 2, 2, 2, 3, 3, 4, 4]);
     }
 
     #[test]
     fn fixed_options_round_trip() {
-        let text = ScoreSpec::fixed_options(3, &[vec![30.0, 90.0], vec![1.0, 2.0], vec![10.5, 99.0]]);
+        let text = ScoreSpec::fixed_options(
+            3,
+            &[vec![30.0, 90.0], vec![1.0, 2.0], vec![10.5, 99.0]],
+        );
         assert_eq!(
             text,
             "method=fixed, bins=3, r_cuts=30|90, f_cuts=1|2, m_cuts=10.5|99"
@@ -261,61 +341,10 @@ mod tests {
                 .to_string()
         };
         assert!(err("method=fixed, bins=3, r_cuts=1|2, f_cuts=1|2").contains("m_cuts"));
-        assert!(err("method=fixed, bins=3, r_cuts=2|1, f_cuts=1|2, m_cuts=1|2")
-            .contains("non-decreasing"));
-        assert!(err("r_cuts=1|2").contains("only used with method=fixed"));
+        assert!(
+            err("method=fixed, bins=3, r_cuts=2|1, f_cuts=1|2, m_cuts=1|2")
+                .contains("non-decreasing")
+        );
+        assert!(err("r_cuts=1|2").contains("given only with method=fixed"));
     }
-}
-
-/// The fields of a score struct: `r`, `f`, `m` (INT) and `code` (VARCHAR,
-/// the three scores as digits, e.g. `'545'`).
-pub fn score_fields() -> datafusion::arrow::datatypes::Fields {
-    use datafusion::arrow::datatypes::{DataType, Field};
-    datafusion::arrow::datatypes::Fields::from(vec![
-        Field::new("r", DataType::Int32, true),
-        Field::new("f", DataType::Int32, true),
-        Field::new("m", DataType::Int32, true),
-        Field::new("code", DataType::Utf8, true),
-    ])
-}
-
-/// Builds the score struct array; the code is NULL when any score is NULL.
-pub fn score_struct(scores: [Vec<Option<u32>>; 3]) -> Result<datafusion::arrow::array::ArrayRef> {
-    use std::sync::Arc;
-
-    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, StructArray};
-
-    let [r, f, m] = scores;
-    let code: StringArray = r
-        .iter()
-        .zip(&f)
-        .zip(&m)
-        .map(|((r, f), m)| Some(format!("{}{}{}", (*r)?, (*f)?, (*m)?)))
-        .collect();
-    let int = |v: Vec<Option<u32>>| -> ArrayRef {
-        Arc::new(v.into_iter().map(|s| s.map(|s| s as i32)).collect::<Int32Array>())
-    };
-    let columns = vec![int(r), int(f), int(m), Arc::new(code) as ArrayRef];
-    Ok(Arc::new(StructArray::try_new(score_fields(), columns, None)?))
-}
-
-/// The values of a `Float64` argument, rejecting NaN and infinities with an
-/// error that names the function, the argument and its source.
-pub fn finite_values(
-    function: &str,
-    dim: Dim,
-    array: &datafusion::arrow::array::ArrayRef,
-    source: &str,
-) -> Result<Vec<Option<f64>>> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::Float64Type;
-
-    let values = array.as_primitive::<Float64Type>();
-    values
-        .iter()
-        .map(|v| match v {
-            Some(x) if !x.is_finite() => Err(non_finite_error(function, dim, source, x)),
-            other => Ok(other),
-        })
-        .collect()
 }

@@ -48,8 +48,11 @@ pub const PYMC_MAP: &str = "Premium Customer: 334 443 444 344 434 433 343 333; \
     Inactive Customer: 411 111 113 114 112 211 311";
 
 /// A built-in map: its name, its rules and the bins it is written for.
-pub const BUILT_IN: [(&str, &str, u32); 3] =
-    [("default", DEFAULT_MAP, 5), ("pymc", PYMC_MAP, 4), ("rf10", RF10_MAP, 5)];
+pub const BUILT_IN: [(&str, &str, u32); 3] = [
+    ("default", DEFAULT_MAP, 5),
+    ("pymc", PYMC_MAP, 4),
+    ("rf10", RF10_MAP, 5),
+];
 
 /// A parsed segment map with a lookup table over every cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +98,9 @@ impl SegmentMap {
     /// rule list is written for (built-in maps carry their own).
     pub fn parse(text: &str, bins: u32) -> Result<Self> {
         let trimmed = text.trim();
-        if let Some((name, rules, bins)) =
-            BUILT_IN.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(trimmed))
+        if let Some((name, rules, bins)) = BUILT_IN
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(trimmed))
         {
             return Self::from_rules(name, rules, *bins);
         }
@@ -131,12 +135,21 @@ impl SegmentMap {
         let n = MAX_BINS as usize;
         let mut winner = vec![rules.len() as u16; n * n * n];
         for (i, cell) in winner.iter_mut().enumerate() {
-            let code = [(i / (n * n)) as u32 + 1, (i / n % n) as u32 + 1, (i % n) as u32 + 1];
+            let code = [
+                (i / (n * n)) as u32 + 1,
+                (i / n % n) as u32 + 1,
+                (i % n) as u32 + 1,
+            ];
             if let Some(w) = rules.iter().position(|r| r.matches(code)) {
                 *cell = w as u16;
             }
         }
-        Ok(Self { label: label.to_string(), bins, rules, winner })
+        Ok(Self {
+            label: label.to_string(),
+            bins,
+            rules,
+            winner,
+        })
     }
 
     /// The same map checked over another score range.
@@ -228,7 +241,9 @@ impl SegmentMap {
         let mut fallen: Vec<(String, Vec<[u32; 3]>)> = Vec::new();
         for (c, w) in cells.iter().zip(&winners) {
             let name = match w {
-                Some(i) if matches!(self.rules[*i].matcher, Matcher::Any) => &self.rules[*i].name,
+                Some(i) if matches!(self.rules[*i].matcher, Matcher::Any) => {
+                    &self.rules[*i].name
+                }
                 Some(_) => continue,
                 None => FALLBACK,
             };
@@ -261,16 +276,21 @@ impl Rule {
         match &self.matcher {
             Matcher::Any => true,
             Matcher::Cells(cells) => cells.contains(&code),
-            Matcher::Ranges(ranges) => {
-                ranges.iter().zip(code).all(|((lo, hi), s)| (*lo..=*hi).contains(&s))
-            }
+            Matcher::Ranges(ranges) => ranges
+                .iter()
+                .zip(code)
+                .all(|((lo, hi), s)| (*lo..=*hi).contains(&s)),
         }
     }
 }
 
 /// Cell codes as text, at most 12 listed.
 fn codes(cells: &[[u32; 3]]) -> String {
-    let mut out = format!("{} cell{}", cells.len(), if cells.len() == 1 { "" } else { "s" });
+    let mut out = format!(
+        "{} cell{}",
+        cells.len(),
+        if cells.len() == 1 { "" } else { "s" }
+    );
     out.push_str(" (");
     for (i, [r, f, m]) in cells.iter().take(12).enumerate() {
         let sep = if i == 0 { "" } else { " " };
@@ -291,13 +311,21 @@ fn parse_rule(text: &str) -> Result<Rule> {
     };
     let name = name.trim();
     if name.is_empty() {
-        return Err(plan_datafusion_err!("rfm_segment: rule '{text}' has an empty name."));
+        return Err(plan_datafusion_err!(
+            "rfm_segment: rule '{text}' has an empty name."
+        ));
     }
-    let tokens: Vec<&str> =
-        body.split([' ', ',', '\t']).map(str::trim).filter(|t| !t.is_empty()).collect();
+    let tokens: Vec<&str> = body
+        .split([' ', ',', '\t'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     let matcher = if tokens.is_empty() || tokens == ["*"] {
         Matcher::Any
-    } else if tokens.iter().all(|t| t.len() == 3 && t.bytes().all(|b| b.is_ascii_digit())) {
+    } else if tokens
+        .iter()
+        .all(|t| t.len() == 3 && t.bytes().all(|b| b.is_ascii_digit()))
+    {
         let cells = tokens
             .iter()
             .map(|t| parse_cell(t, text))
@@ -312,7 +340,10 @@ fn parse_rule(text: &str) -> Result<Rule> {
         }
         Matcher::Ranges(ranges)
     };
-    Ok(Rule { name: name.to_string(), matcher })
+    Ok(Rule {
+        name: name.to_string(),
+        matcher,
+    })
 }
 
 fn parse_cell(token: &str, rule: &str) -> Result<[u32; 3]> {
@@ -342,7 +373,12 @@ fn parse_condition(token: &str, rule: &str) -> Result<(usize, u32, u32)> {
         _ => return Err(bad()),
     };
     let rest = chars.as_str();
-    let num = |s: &str| s.trim().parse::<u32>().ok().filter(|n| (1..=MAX_BINS).contains(n));
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_BINS).contains(n))
+    };
     let (lo, hi) = if let Some(n) = rest.strip_prefix(">=") {
         (num(n).ok_or_else(bad)?, MAX_BINS)
     } else if let Some(n) = rest.strip_prefix("<=") {
@@ -368,7 +404,11 @@ mod tests {
     fn default_map_names_every_cell_with_one_of_its_eleven_segments() {
         let map = SegmentMap::parse("default", 5).unwrap();
         assert_eq!(map.names().count(), 12);
-        assert!(map.check().iter().all(|f| f.kind != "fallback" && f.kind != "unreachable"));
+        assert!(
+            map.check()
+                .iter()
+                .all(|f| f.kind != "fallback" && f.kind != "unreachable")
+        );
         assert_eq!(map.segment([1, 1, 1]), "Lost");
         assert_eq!(map.segment([1, 1, 3]), "Hibernating");
         assert_eq!(map.segment([2, 5, 1]), "Can't Lose Them");
@@ -381,15 +421,21 @@ mod tests {
     #[test]
     fn first_match_wins_and_the_check_reports_the_shadowed_rule() {
         let ordered =
-            SegmentMap::parse("Champions: r4-5 f4-5 m4-5; Loyal: r2-5 f3-5 m3-5", 5).unwrap();
+            SegmentMap::parse("Champions: r4-5 f4-5 m4-5; Loyal: r2-5 f3-5 m3-5", 5)
+                .unwrap();
         assert_eq!(ordered.segment([5, 5, 5]), "Champions");
         assert_eq!(ordered.segment([1, 1, 1]), FALLBACK);
 
         let reversed =
-            SegmentMap::parse("Loyal: r2-5 f3-5 m3-5; Champions: r4-5 f4-5 m4-5", 5).unwrap();
+            SegmentMap::parse("Loyal: r2-5 f3-5 m3-5; Champions: r4-5 f4-5 m4-5", 5)
+                .unwrap();
         assert_eq!(reversed.segment([5, 5, 5]), "Loyal");
         let findings = reversed.check();
-        assert!(findings.iter().any(|f| f.kind == "unreachable" && f.segment == "Champions"));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.kind == "unreachable" && f.segment == "Champions")
+        );
         let fallback = findings.iter().find(|f| f.kind == "fallback").unwrap();
         assert_eq!(fallback.segment, FALLBACK);
         assert_eq!(fallback.cells, 125 - 4 * 3 * 3);
@@ -407,13 +453,18 @@ mod tests {
 
     #[test]
     fn conditions_cover_every_operator() {
-        let map = SegmentMap::parse("A: r>3 f<2; B: r=2 m>=4; C: r<=1 f<3; Rest: *", 5).unwrap();
+        let map = SegmentMap::parse("A: r>3 f<2; B: r=2 m>=4; C: r<=1 f<3; Rest: *", 5)
+            .unwrap();
         assert_eq!(map.segment([4, 1, 1]), "A");
         assert_eq!(map.segment([2, 5, 4]), "B");
         assert_eq!(map.segment([1, 2, 1]), "C");
         assert_eq!(map.segment([3, 3, 3]), "Rest");
         let findings = map.check();
-        assert!(findings.iter().any(|f| f.kind == "fallback" && f.segment == "Rest"));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.kind == "fallback" && f.segment == "Rest")
+        );
     }
 
     #[test]

@@ -38,8 +38,12 @@ impl Db {
             ("products", "completejourney/products.parquet"),
         ] {
             let path = data.join(file);
-            ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-                .await?;
+            ctx.register_parquet(
+                name,
+                path.to_string_lossy().as_ref(),
+                ParquetReadOptions::default(),
+            )
+            .await?;
         }
         Ok(Self { ctx })
     }
@@ -60,7 +64,11 @@ fn render(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionError> 
                     .iter()
                     .map(|f| {
                         let text = f.value(row).to_string();
-                        if text.is_empty() { "(empty)".to_string() } else { text }
+                        if text.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            text
+                        }
                     })
                     .collect(),
             );
@@ -74,7 +82,10 @@ impl sqllogictest::AsyncDB for Db {
     type Error = DataFusionError;
     type ColumnType = DefaultColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
+    async fn run(
+        &mut self,
+        sql: &str,
+    ) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
         let df = self.ctx.sql(sql).await?;
         let columns = df.schema().fields().len();
         let batches = df.collect().await?;
@@ -118,7 +129,10 @@ fn main() -> ExitCode {
     let files = spec_files(filter.as_deref());
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let result = runtime.block_on(async {
             let mut runner = sqllogictest::Runner::new(|| Db::new());
             runner.run_file_async(file).await
@@ -135,5 +149,9 @@ fn main() -> ExitCode {
         }
     }
     println!("slt: {passed} passed, {failed} failed");
-    if failed > 0 || files.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed > 0 || files.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

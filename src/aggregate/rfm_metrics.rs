@@ -8,19 +8,17 @@ use datafusion::arrow::array::{
     Int64Array, ListArray, StringArray, StructArray,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int32Type,
-    Int64Type, UInt64Type,
+    DataType, Date32Type, Decimal128Type, Field, FieldRef, Fields, Float64Type,
+    Int32Type, Int64Type, TimeUnit, UInt64Type,
 };
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
-};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
 
 use crate::args::{
-    DOC_SECTION, arity_error, coerce_date_like, constant_days, describe, is_integer,
-    is_string, options_text, physical_literal, to_days,
+    DOC_SECTION, arity_error, cast_input, coerce_date_like, constant_days, describe,
+    documented_signature, is_integer, is_string, options_text, physical_literal, to_days,
 };
 use crate::exact_sum::ExactSum;
 use crate::options::Options;
@@ -65,7 +63,25 @@ pub struct RfmMetrics {
 impl RfmMetrics {
     /// Creates the function.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        Self {
+            signature: documented_signature(vec![
+                vec![DataType::Date32, DataType::Float64, DataType::Date32],
+                vec![
+                    ts.clone(),
+                    DataType::Float64,
+                    DataType::Int64,
+                    DataType::Date32,
+                ],
+                vec![
+                    ts,
+                    DataType::Decimal128(38, 2),
+                    DataType::Utf8,
+                    DataType::Date32,
+                    DataType::Utf8,
+                ],
+            ]),
+        }
     }
 }
 
@@ -98,9 +114,21 @@ struct Layout {
 
 fn layout(arity: usize) -> Result<Layout> {
     match arity {
-        3 => Ok(Layout { order_id: None, as_of: 2, options: None }),
-        4 => Ok(Layout { order_id: Some(2), as_of: 3, options: None }),
-        5 => Ok(Layout { order_id: Some(2), as_of: 3, options: Some(4) }),
+        3 => Ok(Layout {
+            order_id: None,
+            as_of: 2,
+            options: None,
+        }),
+        4 => Ok(Layout {
+            order_id: Some(2),
+            as_of: 3,
+            options: None,
+        }),
+        5 => Ok(Layout {
+            order_id: Some(2),
+            as_of: 3,
+            options: Some(4),
+        }),
         n => Err(arity_error(NAME, n, SYNTAX)),
     }
 }
@@ -110,6 +138,50 @@ fn money_type(amount: &DataType) -> DataType {
         DataType::Decimal128(_, s) => DataType::Decimal128(38, *s),
         _ => DataType::Float64,
     }
+}
+
+/// Checks the argument types and gives the types they are cast to.
+fn coerce(arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    let layout = layout(arg_types.len())?;
+    let mut out = Vec::with_capacity(arg_types.len());
+    out.push(coerce_date_like(NAME, 1, "order_ts", &arg_types[0])?);
+    out.push(match &arg_types[1] {
+        DataType::Decimal128(p, s) => DataType::Decimal128(*p, *s),
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal256(_, s)
+            if *s >= 0 =>
+        {
+            DataType::Decimal128(38, *s)
+        }
+        t => crate::args::coerce_number(NAME, 2, "amount", t)?,
+    });
+    if let Some(i) = layout.order_id {
+        out.push(match &arg_types[i] {
+            DataType::Null => DataType::Null,
+            t if is_integer(t) => DataType::Int64,
+            _ => DataType::Utf8,
+        });
+    }
+    // A string as_of stays a string and is parsed once, with an error that
+    // names the argument, instead of failing inside constant folding.
+    let as_of = &arg_types[layout.as_of];
+    out.push(if is_string(as_of) {
+        DataType::Utf8
+    } else {
+        coerce_date_like(NAME, layout.as_of + 1, "as_of", as_of)?
+    });
+    if let Some(i) = layout.options {
+        out.push(DataType::Utf8);
+        if !is_string(&arg_types[i]) && arg_types[i] != DataType::Null {
+            return Err(datafusion::common::plan_datafusion_err!(
+                "{NAME}: argument 5 (options) must be a string such as \
+                 'monetary=mean'; got type {}.",
+                arg_types[i]
+            ));
+        }
+    }
+    Ok(out)
 }
 
 impl AggregateUDFImpl for RfmMetrics {
@@ -122,48 +194,12 @@ impl AggregateUDFImpl for RfmMetrics {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let layout = layout(arg_types.len())?;
-        let mut out = Vec::with_capacity(arg_types.len());
-        out.push(coerce_date_like(NAME, 1, "order_ts", &arg_types[0])?);
-        out.push(match &arg_types[1] {
-            DataType::Decimal128(p, s) => DataType::Decimal128(*p, *s),
-            DataType::Decimal32(_, s) | DataType::Decimal64(_, s) | DataType::Decimal256(_, s)
-                if *s >= 0 =>
-            {
-                DataType::Decimal128(38, *s)
-            }
-            t => crate::args::coerce_number(NAME, 2, "amount", t)?,
-        });
-        if let Some(i) = layout.order_id {
-            out.push(match &arg_types[i] {
-                DataType::Null => DataType::Null,
-                t if is_integer(t) => DataType::Int64,
-                _ => DataType::Utf8,
-            });
-        }
-        // A string as_of stays a string and is parsed once, with an error that
-        // names the argument, instead of failing inside constant folding.
-        let as_of = &arg_types[layout.as_of];
-        out.push(if is_string(as_of) {
-            DataType::Utf8
-        } else {
-            coerce_date_like(NAME, layout.as_of + 1, "as_of", as_of)?
-        });
-        if let Some(i) = layout.options {
-            out.push(DataType::Utf8);
-            if !is_string(&arg_types[i]) && arg_types[i] != DataType::Null {
-                return Err(datafusion::common::plan_datafusion_err!(
-                    "{NAME}: argument 5 (options) must be a string such as \
-                     'monetary=mean'; got type {}.",
-                    arg_types[i]
-                ));
-            }
-        }
-        Ok(out)
+        Ok(coerce(arg_types).unwrap_or_else(|_| arg_types.to_vec()))
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(metrics_fields(money_type(&arg_types[1]))))
+        let coerced = coerce(arg_types)?;
+        Ok(DataType::Struct(metrics_fields(money_type(&coerced[1]))))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -181,9 +217,14 @@ impl AggregateUDFImpl for RfmMetrics {
         let options = options_text(
             NAME,
             5,
-            layout.options.and_then(|i| physical_literal(&args.exprs[i])),
+            layout
+                .options
+                .and_then(|i| physical_literal(&args.exprs[i])),
         )?;
-        if layout.options.is_some_and(|i| physical_literal(&args.exprs[i]).is_none()) {
+        if layout
+            .options
+            .is_some_and(|i| physical_literal(&args.exprs[i]).is_none())
+        {
             return Err(datafusion::common::plan_datafusion_err!(
                 "{NAME}: argument 5 (options) must be a constant string."
             ));
@@ -201,7 +242,8 @@ impl AggregateUDFImpl for RfmMetrics {
             ));
         }
         let default_monetary = if preset == "pymc" { "mean" } else { "sum" };
-        let mean = options.choice("monetary", default_monetary, &["sum", "mean"])? == "mean";
+        let mean =
+            options.choice("monetary", default_monetary, &["sum", "mean"])? == "mean";
 
         let money = match args.expr_fields[1].data_type() {
             DataType::Decimal128(_, s) => Money::Decimal { sum: 0, scale: *s },
@@ -259,8 +301,14 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
          Rows after as_of and rows with a NULL date or amount are excluded and counted.",
         SYNTAX,
     )
-    .with_argument("order_ts", "Purchase date or timestamp (date, timestamp or ISO string).")
-    .with_argument("amount", "Line amount: float, integer or decimal; negative for returns.")
+    .with_argument(
+        "order_ts",
+        "Purchase date or timestamp (date, timestamp or ISO string).",
+    )
+    .with_argument(
+        "amount",
+        "Line amount: float, integer or decimal; negative for returns.",
+    )
     .with_argument(
         "order_id",
         "Optional order id; frequency counts distinct orders. Without it (or NULL), \
@@ -316,9 +364,13 @@ impl Keys {
         match self {
             Keys::Days(s) => s.extend(array.as_primitive::<Int32Type>().iter().flatten()),
             Keys::Ints(s) => s.extend(array.as_primitive::<Int64Type>().iter().flatten()),
-            Keys::Strings(s) => {
-                s.extend(array.as_string::<i32>().iter().flatten().map(str::to_string))
-            }
+            Keys::Strings(s) => s.extend(
+                array
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            ),
         }
     }
 }
@@ -355,9 +407,19 @@ impl RfmMetricsAccumulator {
 impl Accumulator for RfmMetricsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let days = to_days(&values[0])?;
-        let order_ids = (values.len() > 3).then(|| &values[2]);
+        let amount_type = match &self.money {
+            Money::Float(_) => DataType::Float64,
+            Money::Decimal { scale, .. } => DataType::Decimal128(38, *scale),
+        };
+        let amounts = cast_input(&values[1], &amount_type)?;
+        let order_ids = match &self.keys {
+            Keys::Ints(_) => Some(cast_input(&values[2], &DataType::Int64)?),
+            Keys::Strings(_) => Some(cast_input(&values[2], &DataType::Utf8)?),
+            Keys::Days(_) => None,
+        };
+        let order_ids = order_ids.as_ref();
         for row in 0..days.len() {
-            if days.is_null(row) || values[1].is_null(row) {
+            if days.is_null(row) || amounts.is_null(row) {
                 self.rows_null += 1;
                 continue;
             }
@@ -368,7 +430,7 @@ impl Accumulator for RfmMetricsAccumulator {
             }
             let is_purchase = match &mut self.money {
                 Money::Float(sum) => {
-                    let v = values[1].as_primitive::<Float64Type>().value(row);
+                    let v = amounts.as_primitive::<Float64Type>().value(row);
                     if !v.is_finite() {
                         return Err(self.non_finite(v));
                     }
@@ -376,7 +438,7 @@ impl Accumulator for RfmMetricsAccumulator {
                     v >= 0.0
                 }
                 Money::Decimal { sum, .. } => {
-                    let v = values[1].as_primitive::<Decimal128Type>().value(row);
+                    let v = amounts.as_primitive::<Decimal128Type>().value(row);
                     *sum = sum.checked_add(v).ok_or_else(|| {
                         exec_datafusion_err!(
                             "{NAME}: the sum of argument 2 (amount, {}) overflows \
@@ -428,7 +490,10 @@ impl Accumulator for RfmMetricsAccumulator {
                 } else {
                     Some(*sum)
                 };
-                Arc::new(Decimal128Array::from(vec![v]).with_precision_and_scale(38, *scale)?)
+                Arc::new(
+                    Decimal128Array::from(vec![v])
+                        .with_precision_and_scale(38, *scale)?,
+                )
             }
         };
         let days_to = |d: Option<i32>| d.map(|d| self.as_of - d);
@@ -463,10 +528,13 @@ impl Accumulator for RfmMetricsAccumulator {
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let money = match &self.money {
             Money::Float(sum) => {
-                let partials: ArrayRef = Arc::new(Float64Array::from(sum.partials().to_vec()));
+                let partials: ArrayRef =
+                    Arc::new(Float64Array::from(sum.partials().to_vec()));
                 SingleRowListArrayBuilder::new(partials).build_list_scalar()
             }
-            Money::Decimal { sum, scale } => ScalarValue::Decimal128(Some(*sum), 38, *scale),
+            Money::Decimal { sum, scale } => {
+                ScalarValue::Decimal128(Some(*sum), 38, *scale)
+            }
         };
         Ok(vec![
             ScalarValue::Date32(self.first),
@@ -480,7 +548,10 @@ impl Accumulator for RfmMetricsAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let [first, last, money, keys, after, null] = states else {
-            return internal_err!("{NAME}: expected 6 state columns, got {}", states.len());
+            return internal_err!(
+                "{NAME}: expected 6 state columns, got {}",
+                states.len()
+            );
         };
         let first = first.as_primitive::<Date32Type>();
         let last = last.as_primitive::<Date32Type>();
@@ -529,7 +600,11 @@ impl Accumulator for RfmMetricsAccumulator {
 fn divide_rounded(a: i128, b: i128) -> i128 {
     let q = a / b;
     let r = a % b;
-    if 2 * r.abs() >= b.abs() { q + a.signum() * b.signum() } else { q }
+    if 2 * r.abs() >= b.abs() {
+        q + a.signum() * b.signum()
+    } else {
+        q
+    }
 }
 
 #[cfg(test)]
@@ -550,7 +625,11 @@ mod tests {
         }
     }
 
-    fn batch(days: &[Option<i32>], amounts: &[Option<f64>], ids: &[Option<i64>]) -> Vec<ArrayRef> {
+    fn batch(
+        days: &[Option<i32>],
+        amounts: &[Option<f64>],
+        ids: &[Option<i64>],
+    ) -> Vec<ArrayRef> {
         vec![
             Arc::new(Date32Array::from(days.to_vec())),
             Arc::new(Float64Array::from(amounts.to_vec())),
@@ -560,25 +639,44 @@ mod tests {
     }
 
     fn fields(value: ScalarValue) -> Vec<ScalarValue> {
-        let ScalarValue::Struct(s) = value else { panic!("not a struct") };
-        s.columns().iter().map(|c| ScalarValue::try_from_array(c, 0).unwrap()).collect()
+        let ScalarValue::Struct(s) = value else {
+            panic!("not a struct")
+        };
+        s.columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, 0).unwrap())
+            .collect()
     }
 
     #[test]
     fn state_merge_round_trip_equals_single_pass() {
         let days = [Some(10), Some(40), Some(40), None, Some(120), Some(70)];
-        let amounts = [Some(0.1), Some(0.2), Some(-0.3), Some(5.0), Some(9.0), Some(0.7)];
+        let amounts = [
+            Some(0.1),
+            Some(0.2),
+            Some(-0.3),
+            Some(5.0),
+            Some(9.0),
+            Some(0.7),
+        ];
         let ids = [Some(1), Some(2), Some(3), Some(4), Some(5), Some(2)];
 
         let mut whole = accumulator(false, Keys::Ints(HashSet::new()));
         whole.update_batch(&batch(&days, &amounts, &ids)).unwrap();
 
         let mut left = accumulator(false, Keys::Ints(HashSet::new()));
-        left.update_batch(&batch(&days[..3], &amounts[..3], &ids[..3])).unwrap();
+        left.update_batch(&batch(&days[..3], &amounts[..3], &ids[..3]))
+            .unwrap();
         let mut right = accumulator(false, Keys::Ints(HashSet::new()));
-        right.update_batch(&batch(&days[3..], &amounts[3..], &ids[3..])).unwrap();
-        let state: Vec<ArrayRef> =
-            left.state().unwrap().iter().map(|s| s.to_array().unwrap()).collect();
+        right
+            .update_batch(&batch(&days[3..], &amounts[3..], &ids[3..]))
+            .unwrap();
+        let state: Vec<ArrayRef> = left
+            .state()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_array().unwrap())
+            .collect();
         right.merge_batch(&state).unwrap();
 
         let expected = fields(whole.evaluate().unwrap());
@@ -597,7 +695,10 @@ mod tests {
             .update_batch(&batch(&[Some(1)], &[Some(f64::NAN)], &[None]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("rfm_metrics: argument 2 (amount, column amount)"), "{err}");
+        assert!(
+            err.contains("rfm_metrics: argument 2 (amount, column amount)"),
+            "{err}"
+        );
     }
 
     #[test]

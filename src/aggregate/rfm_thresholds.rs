@@ -7,14 +7,12 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{Result, ScalarValue, internal_err, plan_datafusion_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
-};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
 
 use crate::args::{DOC_SECTION, describe, options_text, physical_literal};
 use crate::options::Options;
 use crate::scoring::{Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_column};
-use crate::window::rfm_score::coerce_score_args;
+use crate::window::rfm_score::{coerce_score_args, score_signature};
 
 const NAME: &str = "rfm_thresholds";
 const SYNTAX: &str = "rfm_thresholds(recency_days, frequency, monetary [, options])";
@@ -39,7 +37,9 @@ pub struct RfmThresholds {
 impl RfmThresholds {
     /// Creates the function.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: score_signature(false),
+        }
     }
 }
 
@@ -59,10 +59,12 @@ impl AggregateUDFImpl for RfmThresholds {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_score_args(NAME, SYNTAX, arg_types, false)
+        Ok(coerce_score_args(NAME, SYNTAX, arg_types, false)
+            .unwrap_or_else(|_| arg_types.to_vec()))
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        coerce_score_args(NAME, SYNTAX, arg_types, false)?;
         Ok(DataType::Utf8)
     }
 
@@ -79,7 +81,8 @@ impl AggregateUDFImpl for RfmThresholds {
             }
             None => String::new(),
         };
-        let spec = ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
+        let spec =
+            ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
         if matches!(spec.method, Method::Fixed(_)) {
             return Err(plan_datafusion_err!(
                 "{NAME}: method=fixed already states its thresholds; got '{options}'. \
@@ -87,7 +90,11 @@ impl AggregateUDFImpl for RfmThresholds {
             ));
         }
         let sources = args.exprs.iter().take(3).map(describe).collect();
-        Ok(Box::new(RfmThresholdsAccumulator { spec, sources, values: Default::default() }))
+        Ok(Box::new(RfmThresholdsAccumulator {
+            spec,
+            sources,
+            values: Default::default(),
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -95,7 +102,11 @@ impl AggregateUDFImpl for RfmThresholds {
             .iter()
             .map(|d| {
                 let list = DataType::new_list(DataType::Float64, true);
-                Arc::new(Field::new(format!("{}[{}]", args.name, d.arg_name()), list, true))
+                Arc::new(Field::new(
+                    format!("{}[{}]", args.name, d.arg_name()),
+                    list,
+                    true,
+                ))
             })
             .collect())
     }
@@ -153,14 +164,19 @@ impl Accumulator for RfmThresholdsAccumulator {
         let mut cuts: [Vec<f64>; 3] = Default::default();
         for (i, dim) in Dim::ALL.iter().enumerate() {
             self.values[i].sort_by(f64::total_cmp);
-            let column: Vec<Option<f64>> = self.values[i].iter().map(|v| Some(*v)).collect();
+            let column: Vec<Option<f64>> =
+                self.values[i].iter().map(|v| Some(*v)).collect();
             cuts[i] = score_column(&column, *dim, &self.spec).1;
         }
-        Ok(ScalarValue::Utf8(Some(ScoreSpec::fixed_options(self.spec.bins, &cuts))))
+        Ok(ScalarValue::Utf8(Some(ScoreSpec::fixed_options(
+            self.spec.bins,
+            &cuts,
+        ))))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.values.iter().map(|v| v.capacity() * 8).sum::<usize>()
+        std::mem::size_of_val(self)
+            + self.values.iter().map(|v| v.capacity() * 8).sum::<usize>()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -176,7 +192,10 @@ impl Accumulator for RfmThresholdsAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         if states.len() != 3 {
-            return internal_err!("{NAME}: expected 3 state columns, got {}", states.len());
+            return internal_err!(
+                "{NAME}: expected 3 state columns, got {}",
+                states.len()
+            );
         }
         for (i, state) in states.iter().enumerate() {
             let lists = state.as_list::<i32>();
@@ -193,12 +212,18 @@ mod tests {
     use super::*;
 
     fn batch(r: &[f64], f: &[f64], m: &[f64]) -> Vec<ArrayRef> {
-        [r, f, m].iter().map(|v| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef).collect()
+        [r, f, m]
+            .iter()
+            .map(|v| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef)
+            .collect()
     }
 
     fn accumulator() -> RfmThresholdsAccumulator {
         RfmThresholdsAccumulator {
-            spec: ScoreSpec { bins: 3, method: Method::Quantile },
+            spec: ScoreSpec {
+                bins: 3,
+                method: Method::Quantile,
+            },
             sources: vec!["r".into(), "f".into(), "m".into()],
             values: Default::default(),
         }
@@ -206,16 +231,27 @@ mod tests {
 
     #[test]
     fn state_merge_round_trip_gives_the_same_thresholds() {
-        let (r, f, m) = ([10.0, 200.0, 40.0, 7.0], [4.0, 1.0, 2.0, 9.0], [90.0, 5.0, 30.0, 1.0]);
+        let (r, f, m) = (
+            [10.0, 200.0, 40.0, 7.0],
+            [4.0, 1.0, 2.0, 9.0],
+            [90.0, 5.0, 30.0, 1.0],
+        );
         let mut whole = accumulator();
         whole.update_batch(&batch(&r, &f, &m)).unwrap();
 
         let mut left = accumulator();
-        left.update_batch(&batch(&r[..1], &f[..1], &m[..1])).unwrap();
+        left.update_batch(&batch(&r[..1], &f[..1], &m[..1]))
+            .unwrap();
         let mut right = accumulator();
-        right.update_batch(&batch(&r[1..], &f[1..], &m[1..])).unwrap();
-        let state: Vec<ArrayRef> =
-            left.state().unwrap().iter().map(|s| s.to_array().unwrap()).collect();
+        right
+            .update_batch(&batch(&r[1..], &f[1..], &m[1..]))
+            .unwrap();
+        let state: Vec<ArrayRef> = left
+            .state()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_array().unwrap())
+            .collect();
         right.merge_batch(&state).unwrap();
 
         assert_eq!(right.evaluate().unwrap(), whole.evaluate().unwrap());

@@ -16,9 +16,10 @@ use super::{CliError, CliResult, new_context};
 const CDNOW: &[u8] = include_bytes!("../../data/cdnow/cdnow_master.parquet");
 
 pub async fn run(args: DemoArgs) -> CliResult {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from_static(CDNOW))
-        .and_then(|b| b.build())
-        .map_err(|e| CliError::Failed(format!("embedded sample unreadable: {e}")))?;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from_static(CDNOW))
+            .and_then(|b| b.build())
+            .map_err(|e| CliError::Failed(format!("embedded sample unreadable: {e}")))?;
     let schema = reader.schema();
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
@@ -42,6 +43,8 @@ pub async fn run(args: DemoArgs) -> CliResult {
         map: None,
         preset: None,
     };
-    println!("Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help).");
+    println!(
+        "Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help)."
+    );
     run_report(&ctx, "cdnow", &scoring, &output).await
 }

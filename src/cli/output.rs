@@ -39,17 +39,30 @@ impl AtomicFile {
                 dir.display()
             )));
         }
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("output");
         let temp = dir.join(format!(".{name}.rfm-tmp-{}", std::process::id()));
         let file = File::create(&temp).map_err(|e| {
             CliError::Usage(format!("cannot write '{}': {e}", target.display()))
         })?;
-        Ok((Self { target: target.to_path_buf(), temp, committed: false }, file))
+        Ok((
+            Self {
+                target: target.to_path_buf(),
+                temp,
+                committed: false,
+            },
+            file,
+        ))
     }
 
     pub fn commit(mut self) -> CliResult {
         std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            CliError::Failed(format!("cannot move output into '{}': {e}", self.target.display()))
+            CliError::Failed(format!(
+                "cannot move output into '{}': {e}",
+                self.target.display()
+            ))
         })?;
         self.committed = true;
         Ok(())
@@ -74,16 +87,21 @@ pub async fn write_parquet(
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let mut writer = ArrowWriter::try_new(BufWriter::new(file), stream.schema(), Some(props))
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut writer =
+        ArrowWriter::try_new(BufWriter::new(file), stream.schema(), Some(props))
+            .map_err(|e| CliError::Failed(e.to_string()))?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         rows += batch.num_rows();
         on_batch(rows);
-        writer.write(&batch).map_err(|e| CliError::Failed(e.to_string()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| CliError::Failed(e.to_string()))?;
     }
-    writer.close().map_err(|e| CliError::Failed(e.to_string()))?;
+    writer
+        .close()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     atomic.commit()?;
     Ok(rows)
 }
@@ -95,20 +113,25 @@ pub fn write_batches(
     format: OutputFormat,
     out: &mut (dyn Write + Send),
 ) -> CliResult {
-    let failed = |e: datafusion::arrow::error::ArrowError| CliError::Failed(e.to_string());
+    let failed =
+        |e: datafusion::arrow::error::ArrowError| CliError::Failed(e.to_string());
     match format {
         OutputFormat::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
-                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let names: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
                 writeln!(out, "(0 rows; columns: {})", names.join(", "))?;
             } else {
                 writeln!(out, "{}", pretty_format_batches(batches).map_err(failed)?)?;
             }
         }
         OutputFormat::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(Arc::clone(schema))).map_err(failed)?;
+                w.write(&RecordBatch::new_empty(Arc::clone(schema)))
+                    .map_err(failed)?;
             }
             for b in batches {
                 w.write(b).map_err(failed)?;

@@ -34,12 +34,13 @@ pub async fn run(args: ReportArgs) -> CliResult {
 
 /// The pipeline spec the flags describe.
 fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
-    let as_of = NaiveDate::parse_from_str(args.as_of.trim(), "%Y-%m-%d").map_err(|e| {
-        CliError::Usage(format!(
-            "--as-of must be a date as YYYY-MM-DD; got '{}' ({e}).",
-            args.as_of
-        ))
-    })?;
+    let as_of =
+        NaiveDate::parse_from_str(args.as_of.trim(), "%Y-%m-%d").map_err(|e| {
+            CliError::Usage(format!(
+                "--as-of must be a date as YYYY-MM-DD; got '{}' ({e}).",
+                args.as_of
+            ))
+        })?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let as_of = (as_of - epoch).num_days() as i32;
     let mut pairs: Vec<(&'static str, String)> = Vec::new();
@@ -61,7 +62,11 @@ fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
         }
     }
     let options = Options::from_pairs("rfm report", pairs, &PIPELINE_KEYS)?;
-    let columns = [args.customer.as_str(), args.ts.as_str(), args.amount.as_str()];
+    let columns = [
+        args.customer.as_str(),
+        args.ts.as_str(),
+        args.amount.as_str(),
+    ];
     Ok(PipelineSpec::new("rfm report", columns, as_of, &options)?)
 }
 
@@ -79,10 +84,16 @@ pub async fn run_report(
     let plan = customer_scores(scan.clone(), &spec)?;
 
     let progress = Progress::start("scoring customers");
-    let stream = ctx.execute_logical_plan(plan).await?.execute_stream().await?;
+    let stream = ctx
+        .execute_logical_plan(plan)
+        .await?
+        .execute_stream()
+        .await?;
     let customers = write_parquet(stream, output, |rows| progress.rows(rows)).await?;
     progress.phase("counting input rows");
-    let counts = ctx.execute_logical_plan(null_customer_count(scan, &spec.customer)?).await?;
+    let counts = ctx
+        .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
+        .await?;
     let counts = counts.collect().await?;
     drop(progress);
 

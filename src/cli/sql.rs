@@ -35,13 +35,19 @@ pub async fn run(args: SqlArgs) -> CliResult {
         (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
             CliError::Usage(format!("cannot read SQL file '{}': {e}", path.display()))
         })?,
-        (None, None) if std::io::stdin().is_terminal() => return shell(&ctx, args.format).await,
+        (None, None) if std::io::stdin().is_terminal() => {
+            return shell(&ctx, args.format).await;
+        }
         (None, None) => read_stdin()?,
     };
     let results = run_statements(&ctx, &text).await?;
     match (&args.output, results.last()) {
-        (Some(path), Some((schema, batches))) => emit(schema, batches, args.format, Some(path)),
-        (Some(_), None) => Err(CliError::Usage("no statement to write; the SQL is empty.".into())),
+        (Some(path), Some((schema, batches))) => {
+            emit(schema, batches, args.format, Some(path))
+        }
+        (Some(_), None) => Err(CliError::Usage(
+            "no statement to write; the SQL is empty.".into(),
+        )),
         (None, _) => {
             for (schema, batches) in &results {
                 emit(schema, batches, args.format, None)?;
@@ -84,7 +90,9 @@ pub async fn run_statements(
 async fn shell(ctx: &SessionContext, format: OutputFormat) -> CliResult {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| CliError::Failed(format!("cannot start the shell: {e}")))?;
-    eprintln!("rfm SQL shell: end statements with ';', \\q to quit, SHOW FUNCTIONS to list.");
+    eprintln!(
+        "rfm SQL shell: end statements with ';', \\q to quit, SHOW FUNCTIONS to list."
+    );
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() { "rfm> " } else { "...> " };

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext,
+};
 
 use super::args::InputFormat;
 use super::{CliError, CliResult};
@@ -36,10 +38,12 @@ fn detect(path: &str, format: InputFormat) -> CliResult<(InputFormat, String)> {
         path.to_string()
     };
     let lower = sample.to_ascii_lowercase();
-    let ext = [".parquet", ".csv.gz", ".csv.zst", ".csv", ".tsv", ".ndjson", ".jsonl", ".json"]
-        .into_iter()
-        .find(|e| lower.ends_with(e))
-        .unwrap_or("");
+    let ext = [
+        ".parquet", ".csv.gz", ".csv.zst", ".csv", ".tsv", ".ndjson", ".jsonl", ".json",
+    ]
+    .into_iter()
+    .find(|e| lower.ends_with(e))
+    .unwrap_or("");
     let detected = match ext {
         ".parquet" => InputFormat::Parquet,
         ".csv" | ".tsv" | ".csv.gz" | ".csv.zst" => InputFormat::Csv,
@@ -60,7 +64,9 @@ fn first_file(dir: &Path) -> CliResult<String> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&d)
-            .map_err(|e| CliError::Usage(format!("cannot read folder '{}': {e}", d.display())))?
+            .map_err(|e| {
+                CliError::Usage(format!("cannot read folder '{}': {e}", d.display()))
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .collect();
@@ -77,7 +83,10 @@ fn first_file(dir: &Path) -> CliResult<String> {
             }
         }
     }
-    Err(CliError::Usage(format!("folder '{}' holds no data files.", dir.display())))
+    Err(CliError::Usage(format!(
+        "folder '{}' holds no data files.",
+        dir.display()
+    )))
 }
 
 fn has_glob(path: &str) -> bool {
@@ -98,7 +107,10 @@ pub async fn register(
     }
     let (format, ext) = detect(path, options.format)?;
     let unreadable = |e: datafusion::error::DataFusionError| {
-        CliError::Usage(format!("table '{name}': cannot read '{path}': {}", e.strip_backtrace()))
+        CliError::Usage(format!(
+            "table '{name}': cannot read '{path}': {}",
+            e.strip_backtrace()
+        ))
     };
     match format {
         InputFormat::Parquet | InputFormat::Auto => {
@@ -107,7 +119,9 @@ pub async fn register(
             } else {
                 &ext
             });
-            ctx.register_parquet(name, path, read).await.map_err(unreadable)?
+            ctx.register_parquet(name, path, read)
+                .await
+                .map_err(unreadable)?
         }
         InputFormat::Csv => {
             let delimiter = u8::try_from(options.csv_delimiter).map_err(|_| {
@@ -129,7 +143,9 @@ pub async fn register(
                     datafusion::datasource::file_format::file_compression_type::FileCompressionType::ZSTD,
                 );
             }
-            ctx.register_csv(name, path, read).await.map_err(unreadable)?
+            ctx.register_csv(name, path, read)
+                .await
+                .map_err(unreadable)?
         }
         InputFormat::Ndjson => {
             let read = JsonReadOptions::default().file_extension(if ext.is_empty() {
@@ -137,7 +153,9 @@ pub async fn register(
             } else {
                 &ext
             });
-            ctx.register_json(name, path, read).await.map_err(unreadable)?
+            ctx.register_json(name, path, read)
+                .await
+                .map_err(unreadable)?
         }
     }
     log::debug!("registered table {name} from {path} as {format:?}");

@@ -7,15 +7,16 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_datafusion_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility,
+    Signature,
 };
 
-use crate::args::DOC_SECTION;
+use crate::args::{DOC_SECTION, cast_input};
 use crate::options::Options;
 use crate::scoring::{
-    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_fields, score_struct, score_with,
+    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_fields, score_struct,
+    score_with,
 };
-use crate::window::rfm_score::coerce_score_args;
+use crate::window::rfm_score::{coerce_score_args, score_signature};
 
 const NAME: &str = "rfm_score_fixed";
 const SYNTAX: &str = "rfm_score_fixed(recency_days, frequency, monetary, thresholds)";
@@ -40,7 +41,9 @@ pub struct RfmScoreFixed {
 impl RfmScoreFixed {
     /// Creates the function.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: score_signature(true),
+        }
     }
 }
 
@@ -71,27 +74,50 @@ impl ScalarUDFImpl for RfmScoreFixed {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_score_args(NAME, SYNTAX, arg_types, true)
+        Ok(coerce_score_args(NAME, SYNTAX, arg_types, true)
+            .unwrap_or_else(|_| arg_types.to_vec()))
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        coerce_score_args(NAME, SYNTAX, arg_types, true)?;
         Ok(DataType::Struct(score_fields()))
     }
 
-    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(NAME, DataType::Struct(score_fields()), true)))
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        coerce_score_args(NAME, SYNTAX, &types, true)?;
+        Ok(Arc::new(Field::new(
+            NAME,
+            DataType::Struct(score_fields()),
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let thresholds = arrays[3].as_string::<i32>();
+        let thresholds = cast_input(&arrays[3], &DataType::Utf8)?;
+        let thresholds = thresholds.as_string::<i32>();
         let mut parsed: Option<(String, ScoreSpec)> = None;
         let mut scores: [Vec<Option<u32>>; 3] = Default::default();
         let columns = Dim::ALL
             .iter()
             .enumerate()
-            .map(|(i, d)| finite_values(NAME, *d, &arrays[i], &args.arg_fields[i].name().to_string()))
+            .map(|(i, d)| {
+                finite_values(
+                    NAME,
+                    *d,
+                    &arrays[i],
+                    &args.arg_fields[i].name().to_string(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         for row in 0..args.number_rows {
             if thresholds.is_null(row) {
@@ -102,7 +128,14 @@ impl ScalarUDFImpl for RfmScoreFixed {
             if parsed.as_ref().is_none_or(|(t, _)| t != text) {
                 parsed = Some((text.to_string(), parse_thresholds(text)?));
             }
-            let Some((_, ScoreSpec { method: Method::Fixed(cuts), .. })) = &parsed else {
+            let Some((
+                _,
+                ScoreSpec {
+                    method: Method::Fixed(cuts),
+                    ..
+                },
+            )) = &parsed
+            else {
                 continue;
             };
             for (i, dim) in Dim::ALL.iter().enumerate() {
@@ -111,7 +144,9 @@ impl ScalarUDFImpl for RfmScoreFixed {
         }
         let array = score_struct(scores)?;
         if all_scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?));
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &array, 0,
+            )?));
         }
         Ok(ColumnarValue::Array(array))
     }

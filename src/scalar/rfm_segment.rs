@@ -6,10 +6,12 @@ use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Result, exec_datafusion_err, plan_datafusion_err};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
 };
 
-use crate::args::{DOC_SECTION, arity_error, scalar_text};
+use crate::args::{
+    DOC_SECTION, arity_error, cast_input, documented_signature, scalar_text,
+};
 use crate::segments::{MAX_BINS, SegmentMap};
 
 const NAME: &str = "rfm_segment";
@@ -34,7 +36,12 @@ pub struct RfmSegment {
 impl RfmSegment {
     /// Creates the function.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        let scores = vec![DataType::Int64; 3];
+        let mut with_map = scores.clone();
+        with_map.push(DataType::Utf8);
+        Self {
+            signature: documented_signature(vec![scores, with_map]),
+        }
     }
 }
 
@@ -54,27 +61,11 @@ impl ScalarUDFImpl for RfmSegment {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if !(3..=4).contains(&arg_types.len()) {
-            return Err(arity_error(NAME, arg_types.len(), SYNTAX));
-        }
-        let mut out = Vec::with_capacity(arg_types.len());
-        for (i, (t, name)) in arg_types.iter().zip(["r", "f", "m"]).enumerate() {
-            if !(t.is_integer() || t == &DataType::Null) {
-                return Err(plan_datafusion_err!(
-                    "{NAME}: argument {} ({name}) must be an integer score; got type {t}. \
-                     Pass the r, f, m fields of rfm_score.",
-                    i + 1
-                ));
-            }
-            out.push(DataType::Int64);
-        }
-        if arg_types.len() == 4 {
-            out.push(DataType::Utf8);
-        }
-        Ok(out)
+        Ok(coerce(arg_types).unwrap_or_else(|_| arg_types.to_vec()))
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        coerce(arg_types)?;
         Ok(DataType::Utf8)
     }
 
@@ -97,9 +88,17 @@ impl ScalarUDFImpl for RfmSegment {
                 ));
             }
         };
-        let limit = if map.is_built_in() { map.bins() } else { MAX_BINS };
-        let arrays = ColumnarValue::values_to_arrays(&args.args[..3])?;
-        let [r, f, m] = [&arrays[0], &arrays[1], &arrays[2]].map(|a| a.as_primitive::<Int64Type>());
+        let limit = if map.is_built_in() {
+            map.bins()
+        } else {
+            MAX_BINS
+        };
+        let arrays = ColumnarValue::values_to_arrays(&args.args[..3])?
+            .iter()
+            .map(|a| cast_input(a, &DataType::Int64))
+            .collect::<Result<Vec<_>>>()?;
+        let [r, f, m] =
+            [&arrays[0], &arrays[1], &arrays[2]].map(|a| a.as_primitive::<Int64Type>());
         let mut out = Vec::with_capacity(args.number_rows);
         for row in 0..args.number_rows {
             if r.is_null(row) || f.is_null(row) || m.is_null(row) {
@@ -122,7 +121,11 @@ impl ScalarUDFImpl for RfmSegment {
             out.push(Some(map.segment(code)));
         }
         let array = StringArray::from(out);
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
             let value = datafusion::common::ScalarValue::try_from_array(&array, 0)?;
             return Ok(ColumnarValue::Scalar(value));
         }
@@ -132,6 +135,28 @@ impl ScalarUDFImpl for RfmSegment {
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOCUMENTATION)
     }
+}
+
+/// Checks the argument types: integer scores and a string map.
+fn coerce(arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    if !(3..=4).contains(&arg_types.len()) {
+        return Err(arity_error(NAME, arg_types.len(), SYNTAX));
+    }
+    let mut out = Vec::with_capacity(arg_types.len());
+    for (i, (t, name)) in arg_types.iter().zip(["r", "f", "m"]).enumerate() {
+        if !(t.is_integer() || t == &DataType::Null) {
+            return Err(plan_datafusion_err!(
+                "{NAME}: argument {} ({name}) must be an integer score; got type {t}. \
+                 Pass the r, f, m fields of rfm_score.",
+                i + 1
+            ));
+        }
+        out.push(DataType::Int64);
+    }
+    if arg_types.len() == 4 {
+        out.push(DataType::Utf8);
+    }
+    Ok(out)
 }
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {

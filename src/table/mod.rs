@@ -12,14 +12,21 @@ use datafusion::logical_expr::Expr;
 use crate::args::{logical_literal, scalar_text};
 
 /// The constant text of table-function argument `n` (1-based).
-pub(crate) fn text_arg(function: &str, exprs: &[Expr], n: usize, name: &str) -> Result<String> {
+pub(crate) fn text_arg(
+    function: &str,
+    exprs: &[Expr],
+    n: usize,
+    name: &str,
+) -> Result<String> {
     let value = exprs.get(n - 1).and_then(logical_literal);
     match value.as_ref().and_then(scalar_text) {
         Some(text) => Ok(text.to_string()),
         None => Err(plan_datafusion_err!(
             "{function}: argument {n} ({name}) must be a constant string; got {}. \
              Quote it, e.g. '{name}'.",
-            exprs.get(n - 1).map_or("nothing".to_string(), |e| e.to_string())
+            exprs
+                .get(n - 1)
+                .map_or("nothing".to_string(), |e| e.to_string())
         )),
     }
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
 
 use crate::args::constant_days;
@@ -49,7 +49,11 @@ impl TableFunctionImpl for RfmCustomers {
             )
         })?;
         let as_of = constant_days(NAME, 5, "as_of", &as_of)?;
-        let options = if exprs.len() == 6 { text_arg(NAME, exprs, 6, "options")? } else { String::new() };
+        let options = if exprs.len() == 6 {
+            text_arg(NAME, exprs, 6, "options")?
+        } else {
+            String::new()
+        };
 
         let options = Options::parse(NAME, &options, &PIPELINE_KEYS)?;
         let spec = PipelineSpec::new(NAME, [&customer, &ts, &amount], as_of, &options)?;

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::{MemTable, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{
+    MemTable, TableFunctionArgs, TableFunctionImpl, TableProvider,
+};
 use datafusion::common::{Result, ScalarValue, plan_datafusion_err};
 
 use crate::segments::{MAX_BINS, SegmentMap};
@@ -37,7 +39,9 @@ impl TableFunctionImpl for RfmSegmentCheck {
         let bins = match value_arg(exprs, 2) {
             None if exprs.len() == 1 => None,
             Some(v) => match v.cast_to(&DataType::Int64) {
-                Ok(ScalarValue::Int64(Some(b))) if (2..=i64::from(MAX_BINS)).contains(&b) => {
+                Ok(ScalarValue::Int64(Some(b)))
+                    if (2..=i64::from(MAX_BINS)).contains(&b) =>
+                {
                     Some(b as u32)
                 }
                 _ => None.ok_or_else(|| {
@@ -66,10 +70,18 @@ impl TableFunctionImpl for RfmSegmentCheck {
             Field::new("detail", DataType::Utf8, false),
         ]));
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| f.kind))),
-            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| &f.segment))),
-            Arc::new(Int64Array::from_iter_values(findings.iter().map(|f| f.cells as i64))),
-            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| &f.detail))),
+            Arc::new(StringArray::from_iter_values(
+                findings.iter().map(|f| f.kind),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                findings.iter().map(|f| &f.segment),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                findings.iter().map(|f| f.cells as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                findings.iter().map(|f| &f.detail),
+            )),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))

@@ -7,11 +7,12 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, plan_datafusion_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
-    Documentation, PartitionEvaluator, Signature, Volatility, WindowUDFImpl,
+    Documentation, PartitionEvaluator, Signature, WindowUDFImpl,
 };
 
 use crate::args::{
-    DOC_SECTION, arity_error, coerce_number, describe, options_text, physical_literal,
+    DOC_SECTION, arity_error, coerce_number, describe, documented_signature,
+    options_text, physical_literal,
 };
 use crate::options::Options;
 use crate::scoring::{
@@ -19,7 +20,8 @@ use crate::scoring::{
 };
 
 const NAME: &str = "rfm_score";
-const SYNTAX: &str = "rfm_score(recency_days, frequency, monetary [, options]) OVER (...)";
+const SYNTAX: &str =
+    "rfm_score(recency_days, frequency, monetary [, options]) OVER (...)";
 
 /// `rfm_score(recency_days, frequency, monetary [, options]) OVER ([PARTITION BY
 /// ...] [ORDER BY ...])`: a window function giving each row a
@@ -50,7 +52,9 @@ pub struct RfmScore {
 impl RfmScore {
     /// Creates the function.
     pub fn new() -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable) }
+        Self {
+            signature: score_signature(false),
+        }
     }
 }
 
@@ -60,8 +64,22 @@ impl Default for RfmScore {
     }
 }
 
-/// Coerces the three metrics to `DOUBLE` and the options to a string; shared
-/// by the scoring functions.
+/// The signature of the scoring functions (see [`documented_signature`]).
+pub fn score_signature(options_required: bool) -> Signature {
+    // Examples equal the coerced types, so an exact match never skips coercion.
+    let metrics = vec![DataType::Float64; 3];
+    let mut with_options = metrics.clone();
+    with_options.push(DataType::Utf8);
+    let examples = if options_required {
+        vec![with_options]
+    } else {
+        vec![metrics, with_options]
+    };
+    documented_signature(examples)
+}
+
+/// Checks the argument types of a scoring function: the three metrics become
+/// `DOUBLE` and the options a string.
 pub fn coerce_score_args(
     function: &str,
     syntax: &str,
@@ -78,7 +96,12 @@ pub fn coerce_score_args(
     }
     let mut out = Vec::with_capacity(arg_types.len());
     for (i, dim) in Dim::ALL.iter().enumerate() {
-        out.push(coerce_number(function, i + 1, dim.arg_name(), &arg_types[i])?);
+        out.push(coerce_number(
+            function,
+            i + 1,
+            dim.arg_name(),
+            &arg_types[i],
+        )?);
     }
     if let Some(t) = arg_types.get(3) {
         if !crate::args::is_string(t) && t != &DataType::Null {
@@ -102,10 +125,14 @@ impl WindowUDFImpl for RfmScore {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_score_args(NAME, SYNTAX, arg_types, false)
+        Ok(coerce_score_args(NAME, SYNTAX, arg_types, false)
+            .unwrap_or_else(|_| arg_types.to_vec()))
     }
 
-    fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+    fn partition_evaluator(
+        &self,
+        args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
         let exprs = args.input_exprs();
         let options = match exprs.get(3) {
             Some(e) => {
@@ -119,13 +146,24 @@ impl WindowUDFImpl for RfmScore {
             }
             None => String::new(),
         };
-        let spec = ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
+        let spec =
+            ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
         let sources = exprs.iter().take(3).map(describe).collect();
         Ok(Box::new(RfmScoreEvaluator { spec, sources }))
     }
 
     fn field(&self, args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(args.name(), DataType::Struct(score_fields()), true)))
+        let types: Vec<DataType> = args
+            .input_fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        coerce_score_args(NAME, SYNTAX, &types, false)?;
+        Ok(Arc::new(Field::new(
+            args.name(),
+            DataType::Struct(score_fields()),
+            true,
+        )))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -140,7 +178,10 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
          partition, with the code string such as '545'. Equal values share a score.",
         SYNTAX,
     )
-    .with_argument("recency_days", "Days since the last purchase; fewer is better.")
+    .with_argument(
+        "recency_days",
+        "Days since the last purchase; fewer is better.",
+    )
     .with_argument("frequency", "Number of purchases; more is better.")
     .with_argument("monetary", "Money spent; more is better.")
     .with_argument(
@@ -173,7 +214,11 @@ struct RfmScoreEvaluator {
 }
 
 impl PartitionEvaluator for RfmScoreEvaluator {
-    fn evaluate_all(&mut self, values: &[ArrayRef], _num_rows: usize) -> Result<ArrayRef> {
+    fn evaluate_all(
+        &mut self,
+        values: &[ArrayRef],
+        _num_rows: usize,
+    ) -> Result<ArrayRef> {
         let mut scores: [Vec<Option<u32>>; 3] = Default::default();
         for (i, dim) in Dim::ALL.iter().enumerate() {
             let column = finite_values(NAME, *dim, &values[i], &self.sources[i])?;

@@ -1,0 +1,342 @@
+//! Runs the `rfm` binary as a user would: commands, formats, exit codes, and
+//! output files that appear whole or not at all.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn rfm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rfm"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("the rfm binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit code and returns (stdout, stderr).
+fn expect(output: Output, code: i32) -> (String, String) {
+    let (out, err) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "panic in stderr: {err}");
+    (out, err)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn demo_scores_the_embedded_cdnow_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.parquet");
+    let (stdout, _) = expect(rfm(&["demo", "--output", s(&out)]), 0);
+    assert!(
+        stdout.contains("69659 input rows, 23570 customers"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| Champions "), "{stdout}");
+    assert!(stdout.contains("| 3431 "), "{stdout}");
+
+    let count = format!("SELECT count(*) AS n, count(DISTINCT segment) AS s FROM c");
+    let (stdout, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &format!("c={}", s(&out)),
+            "--format",
+            "csv",
+            &count,
+        ]),
+        0,
+    );
+    assert_eq!(stdout, "n,s\n23570,9\n");
+}
+
+#[test]
+fn report_leaves_out_and_counts_null_customers_and_late_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.csv");
+    write(
+        &input,
+        "cust,day,amount,invoice\n\
+         a,01/10/2024,100.0,1\n\
+         a,03/05/2024,-20.0,2\n\
+         b,05/30/2024,40.0,3\n\
+         ,05/01/2024,999.0,4\n\
+         ,05/02/2024,999.0,5\n\
+         c,07/01/2024,10.0,6\n",
+    );
+    let out = dir.path().join("customers.parquet");
+    let (stdout, _) = expect(
+        rfm(&[
+            "report",
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
+            "--as-of",
+            "2024-06-01",
+            "--customer",
+            "cust",
+            "--ts",
+            "day",
+            "--ts-format",
+            "%m/%d/%Y",
+            "--amount",
+            "amount",
+            "--order-id",
+            "invoice",
+        ]),
+        0,
+    );
+    assert!(stdout.contains("6 input rows, 3 customers"), "{stdout}");
+    assert!(
+        stdout.contains("2 with a NULL customer id, 1 dated after the as-of date"),
+        "{stdout}"
+    );
+
+    let query =
+        "SELECT customer_id, frequency, monetary, rows_after_as_of FROM c ORDER BY 1";
+    let (stdout, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &format!("c={}", s(&out)),
+            "--format",
+            "csv",
+            query,
+        ]),
+        0,
+    );
+    assert_eq!(
+        stdout,
+        "customer_id,frequency,monetary,rows_after_as_of\na,1,80.0,0\nb,1,40.0,0\nc,0,0.0,1\n"
+    );
+}
+
+#[test]
+fn a_failed_report_leaves_no_partial_file_and_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("customers.parquet");
+    write(&out, "previous report");
+    let bad = dir.path().join("bad.parquet");
+    let make = format!(
+        "COPY (SELECT 'a' AS customer_id, DATE '2024-01-01' AS order_ts, \
+         CAST('NaN' AS DOUBLE) AS amount) TO '{}' STORED AS PARQUET",
+        s(&bad)
+    );
+    expect(rfm(&["sql", &make]), 0);
+
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "--input",
+            s(&bad),
+            "--output",
+            s(&out),
+            "--as-of",
+            "2024-06-01",
+        ]),
+        1,
+    );
+    assert!(stderr.starts_with("rfm: "), "{stderr}");
+    assert!(
+        stderr.contains("must be a finite number; got NaN"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous report");
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["bad.parquet", "customers.parquet"]
+    );
+
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "--input",
+            s(&bad),
+            "--output",
+            s(&out),
+            "--as-of",
+            "2024-06-01",
+            "--customer",
+            "who",
+        ]),
+        2,
+    );
+    assert!(
+        stderr.contains("column 'who' is not in the input"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous report");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message() {
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "--input",
+            "no/such.parquet",
+            "--output",
+            "x.parquet",
+            "--as-of",
+            "2024-06-01",
+        ]),
+        2,
+    );
+    assert!(
+        stderr.contains("rfm: table 'transactions': 'no/such.parquet' does not exist"),
+        "{stderr}"
+    );
+
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "--input",
+            "data/cdnow/cdnow_master.parquet",
+            "--output",
+            "x.parquet",
+            "--as-of",
+            "June 1st",
+        ]),
+        2,
+    );
+    assert!(
+        stderr.contains("--as-of must be a date as YYYY-MM-DD; got 'June 1st'"),
+        "{stderr}"
+    );
+
+    let (_, stderr) = expect(rfm(&["sql", "SELECT * FROM nowhere"]), 2);
+    assert!(
+        stderr.starts_with("rfm: ") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+
+    let (_, stderr) = expect(rfm(&["sql", "-t", "oops", "SELECT 1"]), 2);
+    assert!(
+        stderr.contains("--table expects NAME=PATH; got 'oops'"),
+        "{stderr}"
+    );
+
+    let (_, stderr) = expect(rfm(&["sql", "SELEC 1"]), 2);
+    assert!(stderr.contains("rfm: "), "{stderr}");
+
+    expect(rfm(&["no-such-command"]), 2);
+}
+
+#[test]
+fn sql_reads_csv_and_parquet_and_writes_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let query = "SELECT customer_id, count(*) AS lines FROM c WHERE customer_id <= 2 \
+                 GROUP BY customer_id ORDER BY customer_id";
+    let table = "c=data/cdnow/cdnow_first200.csv";
+    let (csv, _) = expect(rfm(&["sql", "-t", table, "--format", "csv", query]), 0);
+    assert_eq!(csv, "customer_id,lines\n1,1\n2,2\n");
+
+    let (json, _) = expect(rfm(&["sql", "-t", table, "--format", "json", query]), 0);
+    assert_eq!(
+        json,
+        "{\"customer_id\":1,\"lines\":1}\n{\"customer_id\":2,\"lines\":2}\n"
+    );
+
+    let (table_out, _) = expect(rfm(&["sql", "-t", table, query]), 0);
+    assert!(table_out.contains("| customer_id | lines |"), "{table_out}");
+
+    let parquet = dir.path().join("out.parquet");
+    expect(
+        rfm(&[
+            "sql",
+            "-t",
+            table,
+            "--format",
+            "parquet",
+            "-o",
+            s(&parquet),
+            query,
+        ]),
+        0,
+    );
+    let back = format!("p={}", s(&parquet));
+    let (csv, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &back,
+            "--format",
+            "csv",
+            "SELECT sum(lines) AS n FROM p",
+        ]),
+        0,
+    );
+    assert_eq!(csv, "n\n3\n");
+
+    let (_, stderr) = expect(rfm(&["sql", "--format", "parquet", "SELECT 1"]), 2);
+    assert!(stderr.contains("add --output PATH"), "{stderr}");
+}
+
+#[test]
+fn sql_comes_from_a_file_or_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.sql");
+    write(
+        &file,
+        "CREATE TABLE t AS VALUES (1), (2);\nSELECT sum(column1) AS s FROM t;\n",
+    );
+    let (out, _) = expect(rfm(&["sql", "--format", "csv", "-f", s(&file)]), 0);
+    assert_eq!(out, "s\n3\n");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfm"))
+        .args(["sql", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 40 + 2 AS answer;")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(text(&output.stdout), "answer\n42\n");
+}
+
+#[test]
+fn every_function_documents_itself() {
+    let query = "SELECT routine_name, function_type, bool_and(description IS NOT NULL) AS doc \
+                 FROM information_schema.routines WHERE routine_name LIKE 'rfm%' \
+                 GROUP BY 1, 2 ORDER BY 1";
+    let (out, _) = expect(rfm(&["sql", "--format", "csv", query]), 0);
+    assert_eq!(
+        out,
+        "routine_name,function_type,doc\nrfm_customers,TABLE,false\n\
+         rfm_metrics,AGGREGATE,true\nrfm_score,WINDOW,true\nrfm_score_fixed,SCALAR,true\n\
+         rfm_segment,SCALAR,true\nrfm_segment_check,TABLE,false\nrfm_thresholds,AGGREGATE,true\n"
+    );
+    let (out, _) = expect(rfm(&["sql", "SHOW FUNCTIONS LIKE 'rfm_segment'"]), 0);
+    assert!(out.contains("Segment name of an R, F, M score cell"), "{out}");
+    assert!(out.contains("rfm_segment(r, f, m [, map])"), "{out}");
+}
