@@ -101,11 +101,6 @@ impl PipelineSpec {
             score_parts.push("method=qcut".into());
         }
         let score_options = score_parts.join(", ");
-        if let Some(raw) = ["r_cuts", "f_cuts", "m_cuts"].iter().find_map(|k| o.get(k)) {
-            if raw.contains(',') {
-                return Err(o.bad_value("r_cuts", raw, "numbers separated by '|'"));
-            }
-        }
         ScoreSpec::from_options(&Options::parse(function, &score_options, &SCORE_KEYS)?)?;
         let map = o
             .get("map")

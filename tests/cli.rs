@@ -58,7 +58,7 @@ fn demo_scores_the_embedded_cdnow_log() {
     assert!(stdout.contains("| Champions "), "{stdout}");
     assert!(stdout.contains("| 3431 "), "{stdout}");
 
-    let count = format!("SELECT count(*) AS n, count(DISTINCT segment) AS s FROM c");
+    let count = "SELECT count(*) AS n, count(DISTINCT segment) AS s FROM c";
     let (stdout, _) = expect(
         rfm(&[
             "sql",
@@ -66,7 +66,7 @@ fn demo_scores_the_embedded_cdnow_log() {
             &format!("c={}", s(&out)),
             "--format",
             "csv",
-            &count,
+            count,
         ]),
         0,
     );
@@ -337,6 +337,9 @@ fn every_function_documents_itself() {
          rfm_segment,SCALAR,true\nrfm_segment_check,TABLE,false\nrfm_thresholds,AGGREGATE,true\n"
     );
     let (out, _) = expect(rfm(&["sql", "SHOW FUNCTIONS LIKE 'rfm_segment'"]), 0);
-    assert!(out.contains("Segment name of an R, F, M score cell"), "{out}");
+    assert!(
+        out.contains("Segment name of an R, F, M score cell"),
+        "{out}"
+    );
     assert!(out.contains("rfm_segment(r, f, m [, map])"), "{out}");
 }

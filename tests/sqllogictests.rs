@@ -134,7 +134,7 @@ fn main() -> ExitCode {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let result = runtime.block_on(async {
-            let mut runner = sqllogictest::Runner::new(|| Db::new());
+            let mut runner = sqllogictest::Runner::new(Db::new);
             runner.run_file_async(file).await
         });
         match result {

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_datafusion_err};
 use datafusion::logical_expr::{
@@ -53,15 +53,15 @@ impl Default for RfmScoreFixed {
     }
 }
 
-fn parse_thresholds(text: &str) -> Result<ScoreSpec> {
-    let spec = ScoreSpec::from_options(&Options::parse(NAME, text, &SCORE_KEYS)?)?;
-    if !matches!(spec.method, Method::Fixed(_)) {
-        return Err(plan_datafusion_err!(
+/// The three cut lists of a thresholds string.
+fn parse_thresholds(text: &str) -> Result<[Vec<f64>; 3]> {
+    match ScoreSpec::from_options(&Options::parse(NAME, text, &SCORE_KEYS)?)?.method {
+        Method::Fixed(cuts) => Ok(cuts),
+        _ => Err(plan_datafusion_err!(
             "{NAME}: argument 4 (thresholds) must say method=fixed with r_cuts, f_cuts and \
              m_cuts; got '{text}'. Use the output of rfm_thresholds."
-        ));
+        )),
     }
-    Ok(spec)
 }
 
 impl ScalarUDFImpl for RfmScoreFixed {
@@ -105,41 +105,26 @@ impl ScalarUDFImpl for RfmScoreFixed {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let thresholds = cast_input(&arrays[3], &DataType::Utf8)?;
         let thresholds = thresholds.as_string::<i32>();
-        let mut parsed: Option<(String, ScoreSpec)> = None;
-        let mut scores: [Vec<Option<u32>>; 3] = Default::default();
         let columns = Dim::ALL
             .iter()
             .enumerate()
-            .map(|(i, d)| {
-                finite_values(
-                    NAME,
-                    *d,
-                    &arrays[i],
-                    &args.arg_fields[i].name().to_string(),
-                )
-            })
+            .map(|(i, d)| finite_values(NAME, *d, &arrays[i], args.arg_fields[i].name()))
             .collect::<Result<Vec<_>>>()?;
-        for row in 0..args.number_rows {
-            if thresholds.is_null(row) {
+        let mut parsed: Option<(&str, [Vec<f64>; 3])> = None;
+        let mut scores: [Vec<Option<u32>>; 3] = Default::default();
+        for (row, text) in thresholds.iter().enumerate() {
+            let Some(text) = text else {
                 scores.iter_mut().for_each(|s| s.push(None));
                 continue;
-            }
-            let text = thresholds.value(row);
-            if parsed.as_ref().is_none_or(|(t, _)| t != text) {
-                parsed = Some((text.to_string(), parse_thresholds(text)?));
-            }
-            let Some((
-                _,
-                ScoreSpec {
-                    method: Method::Fixed(cuts),
-                    ..
-                },
-            )) = &parsed
-            else {
-                continue;
             };
-            for (i, dim) in Dim::ALL.iter().enumerate() {
-                scores[i].push(columns[i][row].map(|v| score_with(*dim, v, &cuts[i])));
+            if parsed.as_ref().is_none_or(|(t, _)| *t != text) {
+                parsed = Some((text, parse_thresholds(text)?));
+            }
+            if let Some((_, cuts)) = &parsed {
+                for (i, dim) in Dim::ALL.iter().enumerate() {
+                    scores[i]
+                        .push(columns[i][row].map(|v| score_with(*dim, v, &cuts[i])));
+                }
             }
         }
         let array = score_struct(scores)?;
