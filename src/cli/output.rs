@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::arrow::util::pretty::pretty_format_batches_with_options;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -122,7 +123,10 @@ pub fn write_batches(
                     schema.fields().iter().map(|f| f.name().as_str()).collect();
                 writeln!(out, "(0 rows; columns: {})", names.join(", "))?;
             } else {
-                writeln!(out, "{}", pretty_format_batches(batches).map_err(failed)?)?;
+                let options = FormatOptions::default().with_null("NULL");
+                let table = pretty_format_batches_with_options(batches, &options)
+                    .map_err(failed)?;
+                writeln!(out, "{table}")?;
             }
         }
         OutputFormat::Csv => {

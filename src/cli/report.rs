@@ -136,14 +136,15 @@ pub async fn run_report(
     );
     println!(
         "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
-         date, {} with a NULL date or amount. Customers with only returns: {}.",
+         date, {} with a NULL date or amount. Customers with no purchase up to the \
+         as-of date (only returns or only later rows; no scores): {}.",
         total(0),
         total(1),
         total(2)
     );
     let summary = summary_ctx
         .sql(
-            "SELECT coalesce(segment, '(no purchases)') AS segment, \
+            "SELECT coalesce(segment, '(no purchase)') AS segment, \
                     count(*) AS customers, \
                     round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct_customers, \
                     round(sum(CAST(monetary AS DOUBLE)), 2) AS revenue, \
