@@ -88,6 +88,37 @@ pub fn ntile_scores(rows: usize, bins: usize) -> Vec<u32> {
         .collect()
 }
 
+/// pandas `qcut(values, q, duplicates="drop")` bin codes (0-based) for values
+/// sorted ascending, and the number of bins left.
+///
+/// Edges are the linearly interpolated quantiles at `0, 1/q, ..., 1` (numpy's
+/// default); equal edges merge, so heavy ties give fewer bins instead of an
+/// error. Bins are right-closed, `(e[i], e[i+1]]`, and the first also holds
+/// its lower edge. This is how PyMC-Marketing's `rfm_segments` makes quartiles.
+pub fn qcut_codes(sorted: &[f64], q: usize) -> (Vec<u32>, usize) {
+    let n = sorted.len();
+    if n == 0 {
+        return (Vec::new(), 0);
+    }
+    let quantile = |p: f64| {
+        let pos = p * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(n - 1);
+        sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    };
+    let mut edges: Vec<f64> = (0..=q).map(|i| quantile(i as f64 / q as f64)).collect();
+    edges.dedup();
+    let bins = edges.len().saturating_sub(1).max(1);
+    let codes = sorted
+        .iter()
+        .map(|v| {
+            let above = edges[1..].iter().take_while(|e| v > *e).count();
+            above.min(bins - 1) as u32
+        })
+        .collect();
+    (codes, bins)
+}
+
 /// Cut points that reproduce `scores` for ascending-is-better values
 /// (frequency, monetary): `cut[k-1]` is the largest value scoring `k` or less,
 /// for `k` in `1..bins`. Applied by [`score_ascending`].
@@ -214,6 +245,20 @@ mod tests {
         assert_eq!(sizes(10, 4), vec![3, 3, 2, 2]);
         assert_eq!(sizes(32, 5), vec![7, 7, 6, 6, 6]);
         assert_eq!(sizes(3, 5), vec![1, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn qcut_merges_tied_edges_like_pandas() {
+        // pandas.qcut([1,1,1,1,1,1,2,5], 4, duplicates="drop") has edges
+        // [1, 1.25, 5]: two bins.
+        let (codes, bins) = qcut_codes(&[1., 1., 1., 1., 1., 1., 2., 5.], 4);
+        assert_eq!(bins, 2);
+        assert_eq!(codes, vec![0, 0, 0, 0, 0, 0, 1, 1]);
+        // Eight distinct values: edges [1, 2.75, 4.5, 6.25, 8], two per bin.
+        let (codes, bins) = qcut_codes(&[1., 2., 3., 4., 5., 6., 7., 8.], 4);
+        assert_eq!(bins, 4);
+        assert_eq!(codes, vec![0, 0, 1, 1, 2, 2, 3, 3]);
+        assert_eq!(qcut_codes(&[3., 3.], 4), (vec![0, 0], 1));
     }
 
     #[test]

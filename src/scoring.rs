@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use datafusion::common::{Result, exec_datafusion_err};
 
 use crate::binning::{
-    cuts_ascending, cuts_recency, distinct_counts, ntile_scores, quantile_scores,
+    cuts_ascending, cuts_recency, distinct_counts, ntile_scores, qcut_codes, quantile_scores,
     score_ascending, score_recency,
 };
 use crate::options::Options;
@@ -65,6 +65,10 @@ pub enum Method {
     Ntile,
     /// Caller's cut points, one list of `bins - 1` per dimension.
     Fixed([Vec<f64>; 3]),
+    /// pandas `qcut` with tied edges merged ([`qcut_codes`]), as
+    /// PyMC-Marketing's `rfm_segments` scores: with `k` bins left, scores run
+    /// 1..k (recency k..1), so merged bins lower the top score.
+    Qcut,
 }
 
 /// Parsed scoring options.
@@ -84,9 +88,10 @@ impl ScoreSpec {
     pub fn from_options(options: &Options) -> Result<Self> {
         let bins = options.integer("bins", 5, 2, MAX_BINS as usize)?;
         let method =
-            options.choice("method", "quantile", &["quantile", "ntile", "fixed"])?;
+            options.choice("method", "quantile", &["quantile", "ntile", "fixed", "qcut"])?;
         let method = match method {
             "ntile" => Method::Ntile,
+            "qcut" => Method::Qcut,
             "fixed" => {
                 let mut lists: [Vec<f64>; 3] = Default::default();
                 for (dim, list) in Dim::ALL.iter().zip(lists.iter_mut()) {
@@ -172,6 +177,22 @@ pub fn score_column(
     rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let sorted_scores = match spec.method {
         Method::Ntile => ntile_scores(rows.len(), bins),
+        Method::Qcut => {
+            // Bins are cut on the raw values; recency runs the other way.
+            let mut raw: Vec<f64> = rows.iter().map(|(g, _)| dim.goodness(*g)).collect();
+            if dim == Dim::Recency {
+                raw.reverse();
+            }
+            let (codes, k) = qcut_codes(&raw, bins);
+            let mut scores: Vec<u32> = codes
+                .iter()
+                .map(|c| if dim == Dim::Recency { k as u32 - c } else { c + 1 })
+                .collect();
+            if dim == Dim::Recency {
+                scores.reverse();
+            }
+            scores
+        }
         _ => {
             let goodness: Vec<f64> = rows.iter().map(|r| r.0).collect();
             let (_, counts) = distinct_counts(&goodness);

@@ -36,6 +36,8 @@ const SYNTAX: &str =
 /// - `method=ntile`: SQL standard `NTILE` bucket sizes (the remainder goes to
 ///   the lowest buckets). Equal values are ordered by the window's `ORDER BY`,
 ///   so `OVER (ORDER BY customer_id)` makes reruns agree.
+/// - `method=qcut`: pandas `qcut` with tied edges merged, as PyMC-Marketing
+///   scores ([`crate::binning::qcut_codes`]).
 /// - `method=fixed, r_cuts=..., f_cuts=..., m_cuts=...`: the caller's cut
 ///   points, `bins - 1` non-decreasing numbers per dimension separated by `|`.
 ///   Recency scores `1 +` the number of cuts at or above the days; frequency
@@ -186,7 +188,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("monetary", "Money spent; more is better.")
     .with_argument(
         "options",
-        "Optional: 'bins=5' (2..9), 'method=quantile|ntile|fixed', and for fixed \
+        "Optional: 'bins=5' (2..9), 'method=quantile|ntile|qcut|fixed', and for fixed \
          'r_cuts=30|90|180|365, f_cuts=..., m_cuts=...'.",
     )
     .with_sql_example(
