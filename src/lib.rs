@@ -17,6 +17,7 @@
 //! | `rfm_segment` | scalar | the segment name of a score cell |
 //! | `rfm_customers` | table | every customer scored and segmented in one call |
 //! | `rfm_segment_check` | table | unreachable rules, overlaps, fall-through cells |
+//! | `association_rules` | table | item-to-item rules over baskets with their metrics |
 //!
 //! Every function is fully described by its name and arguments (options are a
 //! trailing constant string such as `'bins=4, method=ntile'`), so plans can be
@@ -96,10 +97,14 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
     )]
 }
 
-/// The table functions with their SQL names: `rfm_customers`,
-/// `rfm_segment_check`.
+/// The table functions with their SQL names: `association_rules`,
+/// `rfm_customers`, `rfm_segment_check`.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     vec![
+        (
+            "association_rules",
+            Arc::new(table::association_rules::AssociationRules),
+        ),
         (
             "rfm_customers",
             Arc::new(table::rfm_customers::RfmCustomers),

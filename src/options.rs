@@ -135,6 +135,36 @@ impl Options {
             })
     }
 
+    /// A non-negative decimal number as an exact fraction `(numerator,
+    /// denominator)`, so thresholds can be compared as integer counts:
+    /// `0.28` is `(28, 100)`, and `7 / 25 >= 0.28` holds exactly.
+    pub fn ratio(&self, key: &str) -> Result<Option<(u64, u64)>> {
+        let Some(raw) = self.get(key) else {
+            return Ok(None);
+        };
+        let bad =
+            || self.bad_value(key, raw, "a non-negative decimal number such as 0.25");
+        let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || fraction.len() > 12
+            || !whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let den = 10u64.pow(fraction.len() as u32);
+        let digits = format!("{whole}{fraction}");
+        let num = digits.trim_start_matches('0');
+        let num = if num.is_empty() {
+            0
+        } else {
+            num.parse::<u64>().map_err(|_| bad())?
+        };
+        Ok(Some((num, den)))
+    }
+
     /// The error for a value that does not fit its key.
     pub fn bad_value(&self, key: &str, value: &str, expected: &str) -> DataFusionError {
         plan_datafusion_err!(
@@ -170,6 +200,23 @@ mod tests {
                 .unwrap(),
             5
         );
+    }
+
+    #[test]
+    fn ratios_are_exact_fractions() {
+        let o = Options::parse(
+            "f",
+            "a=0.28, b=1, c=.5, d=2.50, e=-1, g=1e3",
+            &["a", "b", "c", "d", "e", "g"],
+        )
+        .unwrap();
+        assert_eq!(o.ratio("a").unwrap(), Some((28, 100)));
+        assert_eq!(o.ratio("b").unwrap(), Some((1, 1)));
+        assert_eq!(o.ratio("c").unwrap(), Some((5, 10)));
+        assert_eq!(o.ratio("d").unwrap(), Some((250, 100)));
+        assert!(o.ratio("e").is_err());
+        assert!(o.ratio("g").is_err());
+        assert_eq!(o.ratio("missing").unwrap(), None);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use datafusion::common::{Result, exec_datafusion_err};
 
 use crate::binning::{
-    cuts_ascending, cuts_recency, distinct_counts, ntile_scores, qcut_codes, quantile_scores,
-    score_ascending, score_recency,
+    cuts_ascending, cuts_recency, distinct_counts, ntile_scores, qcut_codes,
+    quantile_scores, score_ascending, score_recency,
 };
 use crate::options::Options;
 use crate::segments::MAX_BINS;
@@ -87,8 +87,11 @@ impl ScoreSpec {
     /// Reads `bins`, `method` and, for `method=fixed`, the three cut lists.
     pub fn from_options(options: &Options) -> Result<Self> {
         let bins = options.integer("bins", 5, 2, MAX_BINS as usize)?;
-        let method =
-            options.choice("method", "quantile", &["quantile", "ntile", "fixed", "qcut"])?;
+        let method = options.choice(
+            "method",
+            "quantile",
+            &["quantile", "ntile", "fixed", "qcut"],
+        )?;
         let method = match method {
             "ntile" => Method::Ntile,
             "qcut" => Method::Qcut,
@@ -186,7 +189,13 @@ pub fn score_column(
             let (codes, k) = qcut_codes(&raw, bins);
             let mut scores: Vec<u32> = codes
                 .iter()
-                .map(|c| if dim == Dim::Recency { k as u32 - c } else { c + 1 })
+                .map(|c| {
+                    if dim == Dim::Recency {
+                        k as u32 - c
+                    } else {
+                        c + 1
+                    }
+                })
                 .collect();
             if dim == Dim::Recency {
                 scores.reverse();

@@ -1,5 +1,6 @@
 //! Table functions, called in `FROM` with positional constant arguments.
 
+pub mod association_rules;
 pub mod rfm_customers;
 pub mod rfm_segment_check;
 
@@ -7,7 +8,8 @@ use std::sync::Arc;
 
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err};
-use datafusion::logical_expr::Expr;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use crate::args::{logical_literal, scalar_text};
 
@@ -63,4 +65,40 @@ pub(crate) fn resolve_table(
              (CREATE EXTERNAL TABLE, CREATE VIEW, or rfm sql --table {name}=PATH)."
         )
     })
+}
+
+/// A SQL identifier, quoted so any column name is taken literally.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A possibly qualified table name, each part quoted.
+pub(crate) fn quote_table(name: &str) -> String {
+    TableReference::from(name)
+        .to_vec()
+        .iter()
+        .map(|part| quote_ident(part))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Plans SQL text in the calling session, so a table function can be written
+/// as the query it stands for. Planning is driven to completion on the calling
+/// thread, as in [`resolve_table`].
+pub(crate) fn plan_sql(
+    function: &str,
+    session: &dyn Session,
+    sql: &str,
+) -> Result<LogicalPlan> {
+    let state = session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| {
+            plan_datafusion_err!(
+                "{function}: needs a DataFusion SessionState to plan its query"
+            )
+        })?;
+    log::debug!("{function} plans: {sql}");
+    futures::executor::block_on(state.create_logical_plan(sql))
+        .map_err(|e| plan_datafusion_err!("{function}: {}", e.strip_backtrace()))
 }

@@ -1,0 +1,255 @@
+//! `association_rules`: one-to-one (and two-to-one) rules over baskets.
+
+use std::sync::Arc;
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Result, plan_datafusion_err};
+
+use crate::options::Options;
+use crate::table::{plan_sql, quote_ident, quote_table, resolve_table, text_arg};
+
+const NAME: &str = "association_rules";
+
+const KEYS: [&str; 7] = [
+    "min_support",
+    "min_count",
+    "min_confidence",
+    "min_lift",
+    "max_rules",
+    "antecedent_size",
+    "exclude_negative",
+];
+
+/// `association_rules(table, basket, item [, options])`: association rules
+/// between the items of the baskets in `table` (a table or view name).
+///
+/// Each row is a rule `antecedent [+ antecedent_2] -> consequent` with
+/// `antecedent_count` (baskets holding the whole antecedent),
+/// `consequent_count`, `pair_count` (baskets holding both sides), `baskets`
+/// (all baskets), and, as in mlxtend's `association_rules`:
+/// `support = pair_count / baskets`,
+/// `confidence = pair_count / antecedent_count`,
+/// `lift = confidence / (consequent_count / baskets)`,
+/// `leverage = support - (antecedent_count / baskets) * (consequent_count / baskets)`,
+/// `conviction = (1 - consequent_count / baskets) / (1 - confidence)`, which is
+/// `+inf` when confidence is 1.
+///
+/// An item counts once per basket however often it appears; lines with a NULL
+/// basket or item are ignored. Thresholds are compared as exact integer
+/// counts: `min_support=0.28` keeps a rule seen in 7 of 25 baskets.
+///
+/// Options: `min_support` (fraction of baskets, default 0.001) or `min_count`
+/// (baskets), applied to every item set in a rule; `min_confidence`,
+/// `min_lift` (default 0); `max_rules` (the strongest by lift, then
+/// confidence, then pair count); `antecedent_size=1|2` (2 adds rules with
+/// two-item antecedents); `exclude_negative=COLUMN` drops lines where that
+/// column is negative (returns). The result has no guaranteed order (add
+/// `ORDER BY`); `max_rules` keeps the first rules by lift, confidence and pair
+/// count, descending, then by items.
+#[derive(Debug, Default)]
+pub struct AssociationRules;
+
+/// Thresholds as exact fractions.
+struct Thresholds {
+    support: Option<(u64, u64)>,
+    count: Option<u64>,
+    confidence: (u64, u64),
+    lift: (u64, u64),
+}
+
+impl Thresholds {
+    /// SQL condition that `count` of `baskets` meets the support threshold.
+    fn frequent(&self, count: &str, baskets: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some((num, den)) = self.support {
+            parts.push(format!("{count} * {den} >= {num} * {baskets}"));
+        }
+        if let Some(min) = self.count {
+            parts.push(format!("{count} >= {min}"));
+        }
+        if parts.is_empty() {
+            "true".to_string()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+}
+
+impl TableFunctionImpl for AssociationRules {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=4).contains(&exprs.len()) {
+            return Err(plan_datafusion_err!(
+                "{NAME}: takes (table, basket, item [, options]); got {} argument(s). \
+                 Example: SELECT * FROM {NAME}('lines', 'basket_id', 'product_id', \
+                 'min_support=0.01, min_confidence=0.2').",
+                exprs.len()
+            ));
+        }
+        let table = text_arg(NAME, exprs, 1, "table")?;
+        let basket = text_arg(NAME, exprs, 2, "basket")?;
+        let item = text_arg(NAME, exprs, 3, "item")?;
+        let options = if exprs.len() == 4 {
+            text_arg(NAME, exprs, 4, "options")?
+        } else {
+            String::new()
+        };
+        let o = Options::parse(NAME, &options, &KEYS)?;
+        let count = o
+            .get("min_count")
+            .map(|_| o.integer("min_count", 1, 1, usize::MAX))
+            .transpose()?;
+        let support = o.ratio("min_support")?;
+        let thresholds = Thresholds {
+            support: if count.is_none() {
+                Some(support.unwrap_or((1, 1000)))
+            } else {
+                support
+            },
+            count: count.map(|c| c as u64),
+            confidence: o.ratio("min_confidence")?.unwrap_or((0, 1)),
+            lift: o.ratio("min_lift")?.unwrap_or((0, 1)),
+        };
+        if thresholds.confidence.0 > thresholds.confidence.1 {
+            return Err(o.bad_value(
+                "min_confidence",
+                o.get("min_confidence").unwrap_or_default(),
+                "a fraction from 0 to 1",
+            ));
+        }
+        let max_rules = o
+            .get("max_rules")
+            .map(|_| o.integer("max_rules", 0, 1, usize::MAX))
+            .transpose()?;
+        let size = o.integer("antecedent_size", 1, 1, 2)?;
+
+        let provider = resolve_table(NAME, args.session(), &table)?;
+        let schema = provider.schema();
+        let mut columns = vec![(2, "basket", &basket), (3, "item", &item)];
+        let exclude = o.get("exclude_negative").map(str::to_string);
+        if let Some(c) = &exclude {
+            columns.push((4, "exclude_negative", c));
+        }
+        for (n, what, name) in columns {
+            if schema.field_with_name(name).is_err() {
+                let names: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(plan_datafusion_err!(
+                    "{NAME}: argument {n} ({what}) names column '{name}', which '{table}' \
+                     does not have; it has {}.",
+                    names.join(", ")
+                ));
+            }
+        }
+
+        let sql = rules_sql(
+            &table,
+            &basket,
+            &item,
+            exclude.as_deref(),
+            &thresholds,
+            size,
+            max_rules,
+        );
+        let plan = plan_sql(NAME, args.session(), &sql)?;
+        Ok(Arc::new(ViewTable::new(plan, Some(sql))))
+    }
+}
+
+/// The query behind the function.
+fn rules_sql(
+    table: &str,
+    basket: &str,
+    item: &str,
+    exclude: Option<&str>,
+    t: &Thresholds,
+    size: usize,
+    max_rules: Option<usize>,
+) -> String {
+    let (b, i) = (quote_ident(basket), quote_ident(item));
+    let exclude = exclude.map_or(String::new(), |c| {
+        format!(" AND NOT ({} < 0)", quote_ident(c))
+    });
+    let (conf_num, conf_den) = t.confidence;
+    let (lift_num, lift_den) = t.lift;
+    // Exact integer comparisons; DECIMAL(38, 0) keeps the lift products from
+    // overflowing 64 bits.
+    let rule_filter = |pair: &str, ant: &str, cons: &str| {
+        format!(
+            "{} AND {pair} * {conf_den} >= {conf_num} * {ant} \
+             AND CAST(CAST({pair} AS DECIMAL(38, 0)) * t.baskets * {lift_den} AS DECIMAL(38, 0)) \
+                 >= CAST({lift_num} * CAST({ant} AS DECIMAL(38, 0)) * {cons} AS DECIMAL(38, 0))",
+            t.frequent(pair, "t.baskets"),
+        )
+    };
+    let metrics = |pair: &str, ant: &str, cons: &str| {
+        let f = |e: &str| format!("CAST({e} AS DOUBLE)");
+        format!(
+            "{ant} AS antecedent_count, {cons} AS consequent_count, {pair} AS pair_count, \
+             t.baskets AS baskets, \
+             {p} / t.baskets AS support, \
+             {p} / {a} AS confidence, \
+             {p} * t.baskets / ({a} * {c}) AS lift, \
+             {p} / t.baskets - ({a} / t.baskets) * ({c} / t.baskets) AS leverage, \
+             CASE WHEN {pair} = {ant} THEN CAST('Infinity' AS DOUBLE) \
+                  ELSE (1.0 - {c} / t.baskets) / (1.0 - {p} / {a}) END AS conviction",
+            p = f(pair),
+            a = f(ant),
+            c = f(cons),
+        )
+    };
+    let mut sql = format!(
+        "WITH lines AS (\
+           SELECT DISTINCT {b} AS basket, {i} AS item FROM {table} \
+           WHERE {b} IS NOT NULL AND {i} IS NOT NULL{exclude}), \
+         totals AS (SELECT count(DISTINCT basket) AS baskets FROM lines), \
+         frequent AS (\
+           SELECT item, count(*) AS item_count FROM lines GROUP BY item \
+           HAVING {}), \
+         flines AS (SELECT l.basket, l.item FROM lines l JOIN frequent f ON l.item = f.item), \
+         pairs AS (\
+           SELECT a.item AS antecedent, b.item AS consequent, count(*) AS pair_count \
+           FROM flines a JOIN flines b ON a.basket = b.basket AND a.item <> b.item \
+           GROUP BY a.item, b.item), \
+         rules AS (\
+           SELECT p.antecedent, CASE WHEN false THEN p.antecedent END AS antecedent_2, \
+                  p.consequent, {} \
+           FROM pairs p JOIN frequent fa ON p.antecedent = fa.item \
+           JOIN frequent fc ON p.consequent = fc.item CROSS JOIN totals t \
+           WHERE {})",
+        t.frequent("count(*)", "(SELECT baskets FROM totals)"),
+        metrics("p.pair_count", "fa.item_count", "fc.item_count"),
+        rule_filter("p.pair_count", "fa.item_count", "fc.item_count"),
+        table = quote_table(table),
+    );
+    if size == 2 {
+        sql.push_str(&format!(
+            ", triples AS (\
+               SELECT a.item AS a1, b.item AS a2, c.item AS consequent, count(*) AS n \
+               FROM flines a JOIN flines b ON a.basket = b.basket AND a.item < b.item \
+               JOIN flines c ON c.basket = a.basket AND c.item <> a.item AND c.item <> b.item \
+               GROUP BY a.item, b.item, c.item), \
+             rules2 AS (\
+               SELECT x.a1 AS antecedent, x.a2 AS antecedent_2, x.consequent, {} \
+               FROM triples x \
+               JOIN (SELECT antecedent, consequent, pair_count FROM pairs) ab \
+                 ON ab.antecedent = x.a1 AND ab.consequent = x.a2 \
+               JOIN frequent fc ON x.consequent = fc.item CROSS JOIN totals t \
+               WHERE {})",
+            metrics("x.n", "ab.pair_count", "fc.item_count"),
+            rule_filter("x.n", "ab.pair_count", "fc.item_count"),
+        ));
+        sql.push_str(" SELECT * FROM rules UNION ALL SELECT * FROM rules2");
+    } else {
+        sql.push_str(" SELECT * FROM rules");
+    }
+    sql.push_str(
+        " ORDER BY lift DESC, confidence DESC, pair_count DESC, antecedent, \
+         antecedent_2 NULLS FIRST, consequent",
+    );
+    if let Some(n) = max_rules {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    sql
+}
