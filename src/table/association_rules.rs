@@ -51,11 +51,27 @@ const KEYS: [&str; 7] = [
 pub struct AssociationRules;
 
 /// Thresholds as exact fractions.
-struct Thresholds {
-    support: Option<(u64, u64)>,
-    count: Option<u64>,
-    confidence: (u64, u64),
-    lift: (u64, u64),
+pub(crate) struct Thresholds {
+    pub support: Option<(u64, u64)>,
+    pub count: Option<u64>,
+    pub confidence: (u64, u64),
+    pub lift: (u64, u64),
+}
+
+/// What [`rules_sql`] mines: SQL fragments for the source, basket and item.
+pub(crate) struct RulesSpec {
+    /// A `FROM` item: a quoted table name or `(query) AS alias`.
+    pub source: String,
+    /// SQL expression of the basket.
+    pub basket: String,
+    /// SQL expression of the item.
+    pub item: String,
+    /// Extra SQL condition a line must meet, e.g. `NOT (qty < 0)`.
+    pub keep: Option<String>,
+    pub thresholds: Thresholds,
+    /// 1, or 2 for two-item antecedents too.
+    pub size: usize,
+    pub max_rules: Option<usize>,
 }
 
 impl Thresholds {
@@ -143,34 +159,27 @@ impl TableFunctionImpl for AssociationRules {
             }
         }
 
-        let sql = rules_sql(
-            &table,
-            &basket,
-            &item,
-            exclude.as_deref(),
-            &thresholds,
+        let spec = RulesSpec {
+            source: quote_table(&table),
+            basket: quote_ident(&basket),
+            item: quote_ident(&item),
+            keep: exclude.map(|c| format!("NOT ({} < 0)", quote_ident(&c))),
+            thresholds,
             size,
             max_rules,
-        );
+        };
+        let sql = rules_sql(&spec);
         let plan = plan_sql(NAME, args.session(), &sql)?;
         Ok(Arc::new(ViewTable::new(plan, Some(sql))))
     }
 }
 
-/// The query behind the function.
-fn rules_sql(
-    table: &str,
-    basket: &str,
-    item: &str,
-    exclude: Option<&str>,
-    t: &Thresholds,
-    size: usize,
-    max_rules: Option<usize>,
-) -> String {
-    let (b, i) = (quote_ident(basket), quote_ident(item));
-    let exclude = exclude.map_or(String::new(), |c| {
-        format!(" AND NOT ({} < 0)", quote_ident(c))
-    });
+/// The query that mines rules: columns `antecedent`, `antecedent_2`,
+/// `consequent`, the counts and the metrics.
+pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
+    let t = &spec.thresholds;
+    let (b, i) = (&spec.basket, &spec.item);
+    let keep = spec.keep.as_ref().map_or(String::new(), |k| format!(" AND {k}"));
     let (conf_num, conf_den) = t.confidence;
     let (lift_num, lift_den) = t.lift;
     // Exact integer comparisons; DECIMAL(38, 0) keeps the lift products from
@@ -201,8 +210,8 @@ fn rules_sql(
     };
     let mut sql = format!(
         "WITH lines AS (\
-           SELECT DISTINCT {b} AS basket, {i} AS item FROM {table} \
-           WHERE {b} IS NOT NULL AND {i} IS NOT NULL{exclude}), \
+           SELECT DISTINCT {b} AS basket, {i} AS item FROM {source} \
+           WHERE {b} IS NOT NULL AND {i} IS NOT NULL{keep}), \
          totals AS (SELECT count(DISTINCT basket) AS baskets FROM lines), \
          frequent AS (\
            SELECT item, count(*) AS item_count FROM lines GROUP BY item \
@@ -221,9 +230,9 @@ fn rules_sql(
         t.frequent("count(*)", "(SELECT baskets FROM totals)"),
         metrics("p.pair_count", "fa.item_count", "fc.item_count"),
         rule_filter("p.pair_count", "fa.item_count", "fc.item_count"),
-        table = quote_table(table),
+        source = spec.source,
     );
-    if size == 2 {
+    if spec.size == 2 {
         sql.push_str(&format!(
             ", triples AS (\
                SELECT a.item AS a1, b.item AS a2, c.item AS consequent, count(*) AS n \
@@ -248,7 +257,7 @@ fn rules_sql(
         " ORDER BY lift DESC, confidence DESC, pair_count DESC, antecedent, \
          antecedent_2 NULLS FIRST, consequent",
     );
-    if let Some(n) = max_rules {
+    if let Some(n) = spec.max_rules {
         sql.push_str(&format!(" LIMIT {n}"));
     }
     sql
