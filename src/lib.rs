@@ -18,6 +18,7 @@
 //! | `rfm_customers` | table | every customer scored and segmented in one call |
 //! | `rfm_segment_check` | table | unreachable rules, overlaps, fall-through cells |
 //! | `association_rules` | table | item-to-item rules over baskets with their metrics |
+//! | `next_best_offer` | table | top cross-sell and up-sell offers per customer, by RFM tier |
 //!
 //! Every function is fully described by its name and arguments (options are a
 //! trailing constant string such as `'bins=4, method=ntile'`), so plans can be
@@ -98,12 +99,16 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
 }
 
 /// The table functions with their SQL names: `association_rules`,
-/// `rfm_customers`, `rfm_segment_check`.
+/// `next_best_offer`, `rfm_customers`, `rfm_segment_check`.
 pub fn all_table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     vec![
         (
             "association_rules",
             Arc::new(table::association_rules::AssociationRules),
+        ),
+        (
+            "next_best_offer",
+            Arc::new(table::next_best_offer::NextBestOffer),
         ),
         (
             "rfm_customers",

@@ -51,6 +51,7 @@ const KEYS: [&str; 7] = [
 pub struct AssociationRules;
 
 /// Thresholds as exact fractions.
+#[derive(Clone)]
 pub(crate) struct Thresholds {
     pub support: Option<(u64, u64)>,
     pub count: Option<u64>,
@@ -75,6 +76,38 @@ pub(crate) struct RulesSpec {
 }
 
 impl Thresholds {
+    /// Reads `min_support` or `min_count`, `min_confidence` and `min_lift`,
+    /// with the given default support and confidence.
+    pub fn from_options(
+        o: &Options,
+        default_support: (u64, u64),
+        default_confidence: (u64, u64),
+    ) -> Result<Self> {
+        let count = o
+            .get("min_count")
+            .map(|_| o.integer("min_count", 1, 1, usize::MAX))
+            .transpose()?;
+        let support = o.ratio("min_support")?;
+        let thresholds = Self {
+            support: if count.is_none() {
+                Some(support.unwrap_or(default_support))
+            } else {
+                support
+            },
+            count: count.map(|c| c as u64),
+            confidence: o.ratio("min_confidence")?.unwrap_or(default_confidence),
+            lift: o.ratio("min_lift")?.unwrap_or((0, 1)),
+        };
+        if thresholds.confidence.0 > thresholds.confidence.1 {
+            return Err(o.bad_value(
+                "min_confidence",
+                o.get("min_confidence").unwrap_or_default(),
+                "a fraction from 0 to 1",
+            ));
+        }
+        Ok(thresholds)
+    }
+
     /// SQL condition that `count` of `baskets` meets the support threshold.
     fn frequent(&self, count: &str, baskets: &str) -> String {
         let mut parts = Vec::new();
@@ -112,28 +145,7 @@ impl TableFunctionImpl for AssociationRules {
             String::new()
         };
         let o = Options::parse(NAME, &options, &KEYS)?;
-        let count = o
-            .get("min_count")
-            .map(|_| o.integer("min_count", 1, 1, usize::MAX))
-            .transpose()?;
-        let support = o.ratio("min_support")?;
-        let thresholds = Thresholds {
-            support: if count.is_none() {
-                Some(support.unwrap_or((1, 1000)))
-            } else {
-                support
-            },
-            count: count.map(|c| c as u64),
-            confidence: o.ratio("min_confidence")?.unwrap_or((0, 1)),
-            lift: o.ratio("min_lift")?.unwrap_or((0, 1)),
-        };
-        if thresholds.confidence.0 > thresholds.confidence.1 {
-            return Err(o.bad_value(
-                "min_confidence",
-                o.get("min_confidence").unwrap_or_default(),
-                "a fraction from 0 to 1",
-            ));
-        }
+        let thresholds = Thresholds::from_options(&o, (1, 1000), (0, 1))?;
         let max_rules = o
             .get("max_rules")
             .map(|_| o.integer("max_rules", 0, 1, usize::MAX))
@@ -179,7 +191,10 @@ impl TableFunctionImpl for AssociationRules {
 pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
     let t = &spec.thresholds;
     let (b, i) = (&spec.basket, &spec.item);
-    let keep = spec.keep.as_ref().map_or(String::new(), |k| format!(" AND {k}"));
+    let keep = spec
+        .keep
+        .as_ref()
+        .map_or(String::new(), |k| format!(" AND {k}"));
     let (conf_num, conf_den) = t.confidence;
     let (lift_num, lift_den) = t.lift;
     // Exact integer comparisons; DECIMAL(38, 0) keeps the lift products from
@@ -209,49 +224,49 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
         )
     };
     let mut sql = format!(
-        "WITH lines AS (\
+        "WITH ar_lines AS (\
            SELECT DISTINCT {b} AS basket, {i} AS item FROM {source} \
            WHERE {b} IS NOT NULL AND {i} IS NOT NULL{keep}), \
-         totals AS (SELECT count(DISTINCT basket) AS baskets FROM lines), \
-         frequent AS (\
-           SELECT item, count(*) AS item_count FROM lines GROUP BY item \
+         ar_totals AS (SELECT count(DISTINCT basket) AS baskets FROM ar_lines), \
+         ar_frequent AS (\
+           SELECT item, count(*) AS item_count FROM ar_lines GROUP BY item \
            HAVING {}), \
-         flines AS (SELECT l.basket, l.item FROM lines l JOIN frequent f ON l.item = f.item), \
-         pairs AS (\
+         ar_flines AS (SELECT l.basket, l.item FROM ar_lines l JOIN ar_frequent f ON l.item = f.item), \
+         ar_pairs AS (\
            SELECT a.item AS antecedent, b.item AS consequent, count(*) AS pair_count \
-           FROM flines a JOIN flines b ON a.basket = b.basket AND a.item <> b.item \
+           FROM ar_flines a JOIN ar_flines b ON a.basket = b.basket AND a.item <> b.item \
            GROUP BY a.item, b.item), \
-         rules AS (\
+         ar_rules AS (\
            SELECT p.antecedent, CASE WHEN false THEN p.antecedent END AS antecedent_2, \
                   p.consequent, {} \
-           FROM pairs p JOIN frequent fa ON p.antecedent = fa.item \
-           JOIN frequent fc ON p.consequent = fc.item CROSS JOIN totals t \
+           FROM ar_pairs p JOIN ar_frequent fa ON p.antecedent = fa.item \
+           JOIN ar_frequent fc ON p.consequent = fc.item CROSS JOIN ar_totals t \
            WHERE {})",
-        t.frequent("count(*)", "(SELECT baskets FROM totals)"),
+        t.frequent("count(*)", "(SELECT baskets FROM ar_totals)"),
         metrics("p.pair_count", "fa.item_count", "fc.item_count"),
         rule_filter("p.pair_count", "fa.item_count", "fc.item_count"),
         source = spec.source,
     );
     if spec.size == 2 {
         sql.push_str(&format!(
-            ", triples AS (\
+            ", ar_triples AS (\
                SELECT a.item AS a1, b.item AS a2, c.item AS consequent, count(*) AS n \
-               FROM flines a JOIN flines b ON a.basket = b.basket AND a.item < b.item \
-               JOIN flines c ON c.basket = a.basket AND c.item <> a.item AND c.item <> b.item \
+               FROM ar_flines a JOIN ar_flines b ON a.basket = b.basket AND a.item < b.item \
+               JOIN ar_flines c ON c.basket = a.basket AND c.item <> a.item AND c.item <> b.item \
                GROUP BY a.item, b.item, c.item), \
-             rules2 AS (\
+             ar_rules2 AS (\
                SELECT x.a1 AS antecedent, x.a2 AS antecedent_2, x.consequent, {} \
-               FROM triples x \
-               JOIN (SELECT antecedent, consequent, pair_count FROM pairs) ab \
+               FROM ar_triples x \
+               JOIN (SELECT antecedent, consequent, pair_count FROM ar_pairs) ab \
                  ON ab.antecedent = x.a1 AND ab.consequent = x.a2 \
-               JOIN frequent fc ON x.consequent = fc.item CROSS JOIN totals t \
+               JOIN ar_frequent fc ON x.consequent = fc.item CROSS JOIN ar_totals t \
                WHERE {})",
             metrics("x.n", "ab.pair_count", "fc.item_count"),
             rule_filter("x.n", "ab.pair_count", "fc.item_count"),
         ));
-        sql.push_str(" SELECT * FROM rules UNION ALL SELECT * FROM rules2");
+        sql.push_str(" SELECT * FROM ar_rules UNION ALL SELECT * FROM ar_rules2");
     } else {
-        sql.push_str(" SELECT * FROM rules");
+        sql.push_str(" SELECT * FROM ar_rules");
     }
     sql.push_str(
         " ORDER BY lift DESC, confidence DESC, pair_count DESC, antecedent, \

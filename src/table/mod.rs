@@ -1,6 +1,7 @@
 //! Table functions, called in `FROM` with positional constant arguments.
 
 pub mod association_rules;
+pub mod next_best_offer;
 pub mod rfm_customers;
 pub mod rfm_segment_check;
 
@@ -40,9 +41,10 @@ pub(crate) fn value_arg(exprs: &[Expr], n: usize) -> Option<ScalarValue> {
 
 /// Looks up a table by (possibly qualified) name in the session's catalogs.
 ///
-/// Table functions are planned synchronously while catalog lookups are async;
-/// the providers this crate meets (memory, listing and view tables) answer at
-/// once, so the lookup is driven to completion on the calling thread.
+/// Table functions are planned synchronously while catalog lookups are async.
+/// In-memory catalogs (what `SessionContext` uses) answer at once, so the
+/// lookup is polled once; a catalog that would have to wait (a remote one)
+/// gets a clear error instead of a blocked thread.
 pub(crate) fn resolve_table(
     function: &str,
     session: &dyn Session,
@@ -56,7 +58,7 @@ pub(crate) fn resolve_table(
         .catalog(&resolved.catalog)
         .and_then(|c| c.schema(&resolved.schema));
     let table = match schema {
-        Some(schema) => futures::executor::block_on(schema.table(&resolved.table))?,
+        Some(schema) => right_away(function, schema.table(&resolved.table))??,
         None => None,
     };
     table.ok_or_else(|| {
@@ -83,8 +85,8 @@ pub(crate) fn quote_table(name: &str) -> String {
 }
 
 /// Plans SQL text in the calling session, so a table function can be written
-/// as the query it stands for. Planning is driven to completion on the calling
-/// thread, as in [`resolve_table`].
+/// as the query it stands for. Planning is polled once, as in
+/// [`resolve_table`]; table functions may nest.
 pub(crate) fn plan_sql(
     function: &str,
     session: &dyn Session,
@@ -99,6 +101,19 @@ pub(crate) fn plan_sql(
             )
         })?;
     log::debug!("{function} plans: {sql}");
-    futures::executor::block_on(state.create_logical_plan(sql))
+    right_away(function, state.create_logical_plan(sql))?
         .map_err(|e| plan_datafusion_err!("{function}: {}", e.strip_backtrace()))
+}
+
+/// The output of a future that completes without waiting.
+fn right_away<F: std::future::Future>(function: &str, future: F) -> Result<F::Output> {
+    use futures::FutureExt;
+
+    future.now_or_never().ok_or_else(|| {
+        plan_datafusion_err!(
+            "{function}: the session's catalog answers asynchronously, which table \
+             functions cannot wait for. Register the tables in the session's memory \
+             catalog (CREATE VIEW or register_table) and call again."
+        )
+    })
 }
