@@ -69,8 +69,10 @@ const MID: [&str; 6] = [
 /// How offers are found, from purchase lines (amount zero or more) dated up
 /// to `as_of`:
 /// - cross-sell: consequents of `association_rules` over the baskets whose
-///   antecedent the customer owns, never a product the customer owns; strength
-///   is the best rule's confidence, and the reason names its antecedent;
+///   antecedent the customer owns, never a product the customer owns; the
+///   evidence of every owned antecedent combines as a noisy-or,
+///   `strength = 1 - prod(1 - confidence)` (confidence capped at 0.999), and the
+///   reason names the antecedent of the most confident rule;
 /// - up-sell: for each category the customer buys, the best-selling product of
 ///   a higher price tier (`high` tier customers: the top tier; `mid`: one tier
 ///   above the highest they own); strength is the category's share of the
@@ -331,7 +333,8 @@ fn offers_sql(q: &OfferQuery) -> String {
            SELECT product_id, count(DISTINCT basket) AS baskets FROM purchases GROUP BY product_id), \
          rules AS ({rules}), \
          cross_sell AS (\
-           SELECT o.customer_id, r.consequent AS product_id, max(r.confidence) AS strength, \
+           SELECT o.customer_id, r.consequent AS product_id, \
+                  1 - exp(sum(ln(1 - least(r.confidence, 0.999)))) AS strength, \
                   'owns ' || CAST(first_value(r.antecedent ORDER BY r.confidence DESC, r.antecedent) \
                                   AS VARCHAR) AS reason \
            FROM owned o JOIN rules r ON r.antecedent = o.product_id \
