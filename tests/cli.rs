@@ -349,11 +349,13 @@ fn worked_examples_in_sql_examples_run() {
     let tables = [
         "cdnow=data/cdnow/cdnow_master.parquet",
         "grocery=data/completejourney/transactions.parquet",
+        "products=data/completejourney/products.parquet",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/examples");
     for name in files_in(&dir) {
         let path = dir.join(&name);
-        let mut args = vec!["sql", "-t", tables[0], "-t", tables[1], "-f", s(&path)];
+        let mut args = vec!["sql", "-t", tables[0], "-t", tables[1], "-t", tables[2]];
+        args.extend(["-f", s(&path)]);
         args.extend(["--format", "csv"]);
         let (out, _) = expect(rfm(&args), 0);
         assert!(out.lines().count() > 1, "{name} printed no rows:\n{out}");
