@@ -211,6 +211,26 @@ pub fn arity_error(function: &str, got: usize, syntax: &str) -> DataFusionError 
     plan_datafusion_err!("{function}: takes {syntax}; got {got} argument(s).")
 }
 
+/// The options text of physical argument `index` (0-based), which must be a
+/// constant string when present; `''` when absent or NULL.
+pub fn constant_options(
+    function: &str,
+    exprs: &[Arc<dyn PhysicalExpr>],
+    index: usize,
+) -> Result<String> {
+    let Some(expr) = exprs.get(index) else {
+        return Ok(String::new());
+    };
+    let value = physical_literal(expr).ok_or_else(|| {
+        plan_datafusion_err!(
+            "{function}: argument {} (options) must be a constant string; got {}.",
+            index + 1,
+            describe(expr)
+        )
+    })?;
+    options_text(function, index + 1, Some(value))
+}
+
 /// The options text of a constant string argument (`''` when NULL).
 pub fn options_text(
     function: &str,

@@ -17,8 +17,9 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
 
 use crate::args::{
-    DOC_SECTION, arity_error, cast_input, coerce_date_like, constant_days, describe,
-    documented_signature, is_integer, is_string, options_text, physical_literal, to_days,
+    DOC_SECTION, arity_error, cast_input, coerce_date_like, constant_days,
+    constant_options, describe, documented_signature, is_integer, is_string,
+    physical_literal, to_days,
 };
 use crate::exact_sum::ExactSum;
 use crate::options::Options;
@@ -214,21 +215,10 @@ impl AggregateUDFImpl for RfmMetrics {
             ));
         };
         let as_of = constant_days(NAME, layout.as_of + 1, "as_of", as_of)?;
-        let options = options_text(
-            NAME,
-            5,
-            layout
-                .options
-                .and_then(|i| physical_literal(&args.exprs[i])),
-        )?;
-        if layout
-            .options
-            .is_some_and(|i| physical_literal(&args.exprs[i]).is_none())
-        {
-            return Err(datafusion::common::plan_datafusion_err!(
-                "{NAME}: argument 5 (options) must be a constant string."
-            ));
-        }
+        let options = match layout.options {
+            Some(i) => constant_options(NAME, args.exprs, i)?,
+            None => String::new(),
+        };
         let options = Options::parse(NAME, &options, &["monetary", "preset"])?;
         let by_orders = layout
             .order_id

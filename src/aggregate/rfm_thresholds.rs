@@ -9,7 +9,7 @@ use datafusion::common::{Result, ScalarValue, internal_err, plan_datafusion_err}
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
 
-use crate::args::{DOC_SECTION, describe, options_text, physical_literal};
+use crate::args::{DOC_SECTION, constant_options, describe};
 use crate::options::Options;
 use crate::scoring::{Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_column};
 use crate::window::rfm_score::{coerce_score_args, score_signature};
@@ -69,18 +69,7 @@ impl AggregateUDFImpl for RfmThresholds {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let options = match args.exprs.get(3) {
-            Some(e) => {
-                let value = physical_literal(e).ok_or_else(|| {
-                    plan_datafusion_err!(
-                        "{NAME}: argument 4 (options) must be a constant string; got {}.",
-                        describe(e)
-                    )
-                })?;
-                options_text(NAME, 4, Some(value))?
-            }
-            None => String::new(),
-        };
+        let options = constant_options(NAME, args.exprs, 3)?;
         let spec =
             ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
         if matches!(spec.method, Method::Fixed(_)) {

@@ -36,7 +36,14 @@ pub struct TableArgs {
     #[arg(short = 't', long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
 
-    /// Format of every input table.
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// How input files are read.
+#[derive(Debug, Args, Clone)]
+pub struct ReadArgs {
+    /// Format of the input files.
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     pub input_format: InputFormat,
 
@@ -97,17 +104,8 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "PATH")]
     pub input: String,
 
-    /// Format of the input.
-    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
-    pub input_format: InputFormat,
-
-    /// CSV field delimiter (one character).
-    #[arg(long, default_value = ",")]
-    pub csv_delimiter: char,
-
-    /// CSV files have no header row.
-    #[arg(long)]
-    pub csv_no_header: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 
     /// Parquet file to write, one row per customer.
     #[arg(short, long, value_name = "PATH")]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_rfm::options::Options;
@@ -15,7 +15,7 @@ use datafusion_rfm::pipeline::{
 use super::args::{OutputFormat, ReportArgs, ScoringArgs};
 use super::output::{emit, write_parquet};
 use super::progress::Progress;
-use super::tables::{ReadOptions, register};
+use super::tables::register;
 use super::{CliError, CliResult, new_context};
 
 /// The name the input is registered under.
@@ -23,13 +23,17 @@ const INPUT: &str = "transactions";
 
 pub async fn run(args: ReportArgs) -> CliResult {
     let ctx = new_context()?;
-    let read = ReadOptions {
-        format: args.input_format,
-        csv_delimiter: args.csv_delimiter,
-        csv_header: !args.csv_no_header,
-    };
-    register(&ctx, INPUT, &args.input, read).await?;
+    register(&ctx, INPUT, &args.input, &args.read).await?;
     run_report(&ctx, INPUT, &args.scoring, &args.output).await
+}
+
+/// The BIGINT in the first row of `column`, 0 when there is none.
+fn first_count(batches: &[RecordBatch], column: usize) -> i64 {
+    batches
+        .first()
+        .and_then(|b| b.column(column).as_primitive_opt::<Int64Type>())
+        .filter(|c| !c.is_empty() && c.is_valid(0))
+        .map_or(0, |c| c.value(0))
 }
 
 /// The pipeline spec the flags describe.
@@ -97,14 +101,7 @@ pub async fn run_report(
     let counts = counts.collect().await?;
     drop(progress);
 
-    let count = |column: usize| {
-        counts
-            .first()
-            .map(|b| b.column(column).as_primitive::<Int64Type>())
-            .filter(|c| !c.is_empty() && c.is_valid(0))
-            .map_or(0, |c| c.value(0))
-    };
-    let (rows, null_customers) = (count(0), count(1));
+    let (rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
 
     let summary_ctx = SessionContext::new();
     let out = output.to_string_lossy();
@@ -121,13 +118,7 @@ pub async fn run_report(
         .await?
         .collect()
         .await?;
-    let total = |column: usize| {
-        totals
-            .first()
-            .map(|b| b.column(column).as_primitive::<Int64Type>())
-            .filter(|c| !c.is_empty() && c.is_valid(0))
-            .map_or(0, |c| c.value(0))
-    };
+    let total = |column: usize| first_count(&totals, column);
 
     println!(
         "RFM report as of {}: {rows} input rows, {customers} customers written to {}",

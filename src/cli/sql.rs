@@ -9,20 +9,15 @@ use datafusion::sql::parser::DFParser;
 
 use super::args::{OutputFormat, SqlArgs, TableArgs};
 use super::output::emit;
-use super::tables::{ReadOptions, register, split_spec};
+use super::tables::{register, split_spec};
 use super::{CliError, CliResult, new_context};
 
 /// Registers every `--table NAME=PATH` on a new context.
 pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> {
     let ctx = new_context()?;
-    let options = ReadOptions {
-        format: args.input_format,
-        csv_delimiter: args.csv_delimiter,
-        csv_header: !args.csv_no_header,
-    };
     for spec in &args.tables {
         let (name, path) = split_spec(spec)?;
-        register(&ctx, name, path, options).await?;
+        register(&ctx, name, path, &args.read).await?;
     }
     Ok(ctx)
 }

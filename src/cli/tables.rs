@@ -6,16 +6,8 @@ use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext,
 };
 
-use super::args::InputFormat;
+use super::args::{InputFormat, ReadArgs};
 use super::{CliError, CliResult};
-
-/// How to read one table.
-#[derive(Debug, Clone, Copy)]
-pub struct ReadOptions {
-    pub format: InputFormat,
-    pub csv_delimiter: char,
-    pub csv_header: bool,
-}
 
 /// Splits `NAME=PATH`.
 pub fn split_spec(spec: &str) -> CliResult<(&str, &str)> {
@@ -98,14 +90,14 @@ pub async fn register(
     ctx: &SessionContext,
     name: &str,
     path: &str,
-    options: ReadOptions,
+    options: &ReadArgs,
 ) -> CliResult {
     if !has_glob(path) && !Path::new(path).exists() {
         return Err(CliError::Usage(format!(
             "table '{name}': '{path}' does not exist. Check the path."
         )));
     }
-    let (format, ext) = detect(path, options.format)?;
+    let (format, ext) = detect(path, options.input_format)?;
     let unreadable = |e: datafusion::error::DataFusionError| {
         CliError::Usage(format!(
             "table '{name}': cannot read '{path}': {}",
@@ -131,7 +123,7 @@ pub async fn register(
                 ))
             })?;
             let mut read = CsvReadOptions::new()
-                .has_header(options.csv_header)
+                .has_header(!options.csv_no_header)
                 .delimiter(delimiter)
                 .file_extension(if ext.is_empty() { ".csv" } else { &ext });
             if ext.ends_with(".gz") {

@@ -7,7 +7,9 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
 
 use crate::options::Options;
-use crate::table::{plan_sql, quote_ident, quote_table, resolve_table, text_arg};
+use crate::table::{
+    optional_text, plan_sql, quote_ident, quote_table, resolve_table, text_arg,
+};
 
 const NAME: &str = "association_rules";
 
@@ -139,11 +141,7 @@ impl TableFunctionImpl for AssociationRules {
         let table = text_arg(NAME, exprs, 1, "table")?;
         let basket = text_arg(NAME, exprs, 2, "basket")?;
         let item = text_arg(NAME, exprs, 3, "item")?;
-        let options = if exprs.len() == 4 {
-            text_arg(NAME, exprs, 4, "options")?
-        } else {
-            String::new()
-        };
+        let options = optional_text(NAME, exprs, 4, "options")?;
         let o = Options::parse(NAME, &options, &KEYS)?;
         let thresholds = Thresholds::from_options(&o, (1, 1000), (0, 1))?;
         let max_rules = o

@@ -34,6 +34,34 @@ pub(crate) fn text_arg(
     }
 }
 
+/// The constant text of optional table-function argument `n` (1-based), `''`
+/// when it is not given.
+pub(crate) fn optional_text(
+    function: &str,
+    exprs: &[Expr],
+    n: usize,
+    name: &str,
+) -> Result<String> {
+    if exprs.len() < n {
+        return Ok(String::new());
+    }
+    text_arg(function, exprs, n, name)
+}
+
+/// Days since 1970-01-01 of constant date argument `n` (1-based), named as_of.
+pub(crate) fn as_of_arg(function: &str, exprs: &[Expr], n: usize) -> Result<i32> {
+    let value = value_arg(exprs, n).ok_or_else(|| {
+        plan_datafusion_err!(
+            "{function}: argument {n} (as_of) must be a constant date such as \
+             '2024-06-01'; got {}.",
+            exprs
+                .get(n - 1)
+                .map_or("nothing".to_string(), |e| e.to_string())
+        )
+    })?;
+    crate::args::constant_days(function, n, "as_of", &value)
+}
+
 /// The constant value of table-function argument `n` (1-based), if present.
 pub(crate) fn value_arg(exprs: &[Expr], n: usize) -> Option<ScalarValue> {
     exprs.get(n - 1).and_then(logical_literal)

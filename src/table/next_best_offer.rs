@@ -7,11 +7,10 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
 
-use crate::args::constant_days;
 use crate::options::Options;
 use crate::table::association_rules::{RulesSpec, Thresholds, rules_sql};
 use crate::table::{
-    plan_sql, quote_ident, quote_table, resolve_table, text_arg, value_arg,
+    as_of_arg, optional_text, plan_sql, quote_ident, quote_table, resolve_table, text_arg,
 };
 
 const NAME: &str = "next_best_offer";
@@ -178,19 +177,8 @@ impl TableFunctionImpl for NextBestOffer {
         }
         let transactions = text_arg(NAME, exprs, 1, "transactions")?;
         let products = text_arg(NAME, exprs, 2, "products")?;
-        let as_of = value_arg(exprs, 3).ok_or_else(|| {
-            plan_datafusion_err!(
-                "{NAME}: argument 3 (as_of) must be a constant date such as '2024-06-01'; \
-                 got {}.",
-                exprs[2]
-            )
-        })?;
-        let as_of = constant_days(NAME, 3, "as_of", &as_of)?;
-        let options = if exprs.len() == 4 {
-            text_arg(NAME, exprs, 4, "options")?
-        } else {
-            String::new()
-        };
+        let as_of = as_of_arg(NAME, exprs, 3)?;
+        let options = optional_text(NAME, exprs, 4, "options")?;
         let o = Options::parse(NAME, &options, &KEYS)?;
         let get = |key: &str, default: &str| o.get(key).unwrap_or(default).to_string();
         let mut columns = Columns {

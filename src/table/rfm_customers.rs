@@ -6,10 +6,9 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
 
-use crate::args::constant_days;
 use crate::options::Options;
 use crate::pipeline::{PIPELINE_KEYS, PipelineSpec, customer_scores, scan_table};
-use crate::table::{resolve_table, text_arg, value_arg};
+use crate::table::{as_of_arg, optional_text, resolve_table, text_arg};
 
 const NAME: &str = "rfm_customers";
 
@@ -41,20 +40,8 @@ impl TableFunctionImpl for RfmCustomers {
         let customer = text_arg(NAME, exprs, 2, "customer")?;
         let ts = text_arg(NAME, exprs, 3, "order_ts")?;
         let amount = text_arg(NAME, exprs, 4, "amount")?;
-        let as_of = value_arg(exprs, 5).ok_or_else(|| {
-            plan_datafusion_err!(
-                "{NAME}: argument 5 (as_of) must be a constant date such as '2024-06-01'; \
-                 got {}.",
-                exprs[4]
-            )
-        })?;
-        let as_of = constant_days(NAME, 5, "as_of", &as_of)?;
-        let options = if exprs.len() == 6 {
-            text_arg(NAME, exprs, 6, "options")?
-        } else {
-            String::new()
-        };
-
+        let as_of = as_of_arg(NAME, exprs, 5)?;
+        let options = optional_text(NAME, exprs, 6, "options")?;
         let options = Options::parse(NAME, &options, &PIPELINE_KEYS)?;
         let spec = PipelineSpec::new(NAME, [&customer, &ts, &amount], as_of, &options)?;
         let provider = resolve_table(NAME, args.session(), &table)?;

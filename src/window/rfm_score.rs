@@ -11,8 +11,8 @@ use datafusion::logical_expr::{
 };
 
 use crate::args::{
-    DOC_SECTION, arity_error, coerce_number, describe, documented_signature,
-    options_text, physical_literal,
+    DOC_SECTION, arity_error, coerce_number, constant_options, describe,
+    documented_signature,
 };
 use crate::options::Options;
 use crate::scoring::{
@@ -136,18 +136,7 @@ impl WindowUDFImpl for RfmScore {
         args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
         let exprs = args.input_exprs();
-        let options = match exprs.get(3) {
-            Some(e) => {
-                let value = physical_literal(e).ok_or_else(|| {
-                    plan_datafusion_err!(
-                        "{NAME}: argument 4 (options) must be a constant string; got {}.",
-                        describe(e)
-                    )
-                })?;
-                options_text(NAME, 4, Some(value))?
-            }
-            None => String::new(),
-        };
+        let options = constant_options(NAME, exprs, 3)?;
         let spec =
             ScoreSpec::from_options(&Options::parse(NAME, &options, &SCORE_KEYS)?)?;
         let sources = exprs.iter().take(3).map(describe).collect();
