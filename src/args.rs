@@ -122,10 +122,9 @@ pub fn coerce_date_like(
     match t {
         DataType::Date32 | DataType::Date64 | DataType::Null => Ok(DataType::Date32),
         DataType::Timestamp(_, _) => Ok(t.clone()),
-        t if is_string(t) => Ok(DataType::Timestamp(
-            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
-            None,
-        )),
+        // Strings are parsed in `to_days`, where a bad value can be reported
+        // with the function and argument it belongs to.
+        t if is_string(t) => Ok(DataType::Utf8),
         other => Err(plan_datafusion_err!(
             "{function}: argument {n} ({name}) must be a date, a timestamp or an ISO date \
              string; got type {other}. Convert it first, e.g. with \
@@ -165,7 +164,20 @@ pub fn cast_input(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
 /// Calendar days since 1970-01-01 of a date or timestamp array. Timestamps
 /// with a time zone fall on their local calendar day in that zone.
 pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
-    let days = cast(array, &DataType::Date32)?;
+    let days = if is_string(array.data_type()) {
+        // Unsafe casting: a string that is no date is an error, not a NULL.
+        let strict = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let nanos =
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None);
+        let timestamps =
+            datafusion::arrow::compute::cast_with_options(array, &nanos, &strict)?;
+        cast(&timestamps, &DataType::Date32)?
+    } else {
+        cast(array, &DataType::Date32)?
+    };
     days.as_any()
         .downcast_ref::<Date32Array>()
         .cloned()
@@ -191,6 +203,13 @@ pub fn constant_days(
     };
     if value.is_null() {
         return Err(bad("must not be NULL"));
+    }
+    let date_like = matches!(
+        value.data_type(),
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+    ) || scalar_text(value).is_some();
+    if !date_like {
+        return Err(bad("must be a date, a timestamp or a 'YYYY-MM-DD' string"));
     }
     let target = if let Some(text) = scalar_text(value) {
         ScalarValue::Utf8(Some(text.trim().to_string())).cast_to(&DataType::Timestamp(

@@ -36,6 +36,12 @@ impl ExactSum {
         self.partials.push(x);
     }
 
+    /// Whether a partial sum left the range of `f64`: the total is then not
+    /// representable and callers report an error.
+    pub fn overflowed(&self) -> bool {
+        self.partials.iter().any(|p| !p.is_finite())
+    }
+
     /// Adds every partial of another sum (used when merging states).
     pub fn merge(&mut self, other: &[f64]) {
         for &p in other {

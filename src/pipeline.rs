@@ -106,7 +106,17 @@ impl PipelineSpec {
             .get("map")
             .unwrap_or(if pymc { "pymc" } else { "default" })
             .to_string();
-        SegmentMap::parse(&map, 5)?;
+        let segments = SegmentMap::parse(&map, 5)?;
+        let bins = o.integer("bins", if pymc { 4 } else { 5 }, 2, 9)?;
+        if segments.is_built_in() && segments.bins() as usize != bins {
+            return Err(plan_datafusion_err!(
+                "{function}: map '{}' is written for bins={}; got bins={bins}. Use \
+                 bins={} or a rule list written for {bins} bins.",
+                segments.label(),
+                segments.bins(),
+                segments.bins()
+            ));
+        }
         let order_id = o.get("order_id").map(str::to_string);
         if pymc && order_id.is_some() {
             return Err(plan_datafusion_err!(
@@ -158,6 +168,12 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
         if schema.field_with_unqualified_name(name).is_err() {
             let names: Vec<&str> =
                 schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if names.is_empty() {
+                return Err(plan_datafusion_err!(
+                    "column '{name}' is not in the input, which has no columns at all. \
+                     Check that the file is not empty."
+                ));
+            }
             return Err(plan_datafusion_err!(
                 "column '{name}' is not in the input; it has {}. Name the right column.",
                 names.join(", ")
@@ -191,10 +207,22 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
     };
     let metric_names = &OUTPUT_COLUMNS[1..9];
     let score_udwf = Arc::new(WindowUDF::from(RfmScore::new()));
+    // A customer with no purchase up to as_of (NULL recency) is not scored, and
+    // its zero frequency must not shift everyone else's quantiles.
+    let if_bought = |name: &str| {
+        Expr::Case(datafusion::logical_expr::Case::new(
+            None,
+            vec![(
+                Box::new(column("recency_days").is_not_null()),
+                Box::new(column(name)),
+            )],
+            None,
+        ))
+    };
     let mut score = score_udwf.call(vec![
         column("recency_days"),
-        column("frequency"),
-        column("monetary"),
+        if_bought("frequency"),
+        if_bought("monetary"),
         lit(spec.score_options.clone()),
     ]);
     if spec.needs_order()? {

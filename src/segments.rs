@@ -388,7 +388,15 @@ fn parse_condition(token: &str, rule: &str) -> Result<(usize, u32, u32)> {
     } else if let Some(n) = rest.strip_prefix('<') {
         (1, num(n).ok_or_else(bad)?.saturating_sub(1))
     } else if let Some((a, b)) = rest.split_once('-') {
-        (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?)
+        let (lo, hi) = (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?);
+        if lo > hi {
+            return Err(plan_datafusion_err!(
+                "rfm_segment: range '{token}' in rule '{rule}' runs backwards; write \
+                 the low score first, e.g. '{}{hi}-{lo}'.",
+                &token[..1]
+            ));
+        }
+        (lo, hi)
     } else {
         let n = num(rest.strip_prefix('=').unwrap_or(rest)).ok_or_else(bad)?;
         (n, n)

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Sig
 use crate::args::{
     DOC_SECTION, arity_error, cast_input, coerce_date_like, constant_days,
     constant_options, describe, documented_signature, is_integer, is_string,
-    physical_literal, to_days,
+    physical_literal, scalar_text, to_days,
 };
 use crate::exact_sum::ExactSum;
 use crate::options::Options;
@@ -44,8 +44,8 @@ const SYNTAX: &str = "rfm_metrics(order_ts, amount [, order_id], as_of [, option
 ///   purchase lines.
 /// - `tenure_days INT`: days from `first_purchase` to `as_of`.
 /// - `rows_after_as_of BIGINT`: rows dated after `as_of`, excluded and counted.
-/// - `rows_with_null BIGINT`: rows whose `order_ts` or `amount` is NULL,
-///   excluded and counted.
+/// - `rows_with_null BIGINT`: rows whose `order_ts` or `amount` (or, when
+///   an `order_id` column is given, `order_id`) is NULL, excluded and counted.
 ///
 /// A purchase line has an amount of zero or more; a negative line is a return:
 /// it lowers `monetary` but never sets a purchase date or adds to `frequency`.
@@ -206,6 +206,15 @@ impl AggregateUDFImpl for RfmMetrics {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let layout = layout(args.exprs.len())?;
         let as_of_expr = &args.exprs[layout.as_of];
+        if layout.order_id.is_some()
+            && let Some(text) = physical_literal(as_of_expr).and_then(scalar_text)
+            && text.contains('=')
+        {
+            return Err(datafusion::common::plan_datafusion_err!(
+                "{NAME}: argument 4 is as_of, but got options '{text}'. Options come \
+                 fifth, after order_id: rfm_metrics(order_ts, amount, NULL, as_of, '{text}')."
+            ));
+        }
         let Some(as_of) = physical_literal(as_of_expr) else {
             return Err(datafusion::common::plan_datafusion_err!(
                 "{NAME}: argument {} (as_of) must be a constant date; got {}. \
@@ -248,6 +257,7 @@ impl AggregateUDFImpl for RfmMetrics {
             as_of,
             mean,
             amount_source: describe(&args.exprs[1]),
+            ts_source: describe(&args.exprs[0]),
             first: None,
             last: None,
             money,
@@ -371,6 +381,7 @@ struct RfmMetricsAccumulator {
     as_of: i32,
     mean: bool,
     amount_source: String,
+    ts_source: String,
     first: Option<i32>,
     last: Option<i32>,
     money: Money,
@@ -396,7 +407,15 @@ impl RfmMetricsAccumulator {
 
 impl Accumulator for RfmMetricsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let days = to_days(&values[0])?;
+        let days = to_days(&values[0]).map_err(|e| {
+            exec_datafusion_err!(
+                "{NAME}: argument 1 (order_ts, {}) holds a value that is not a date: {}. \
+                 Convert strings in another format with to_date(col, '%m/%d/%Y') (rfm \
+                 report: --ts-format).",
+                self.ts_source,
+                e.strip_backtrace()
+            )
+        })?;
         let amount_type = match &self.money {
             Money::Float(_) => DataType::Float64,
             Money::Decimal { scale, .. } => DataType::Decimal128(38, *scale),
@@ -409,7 +428,8 @@ impl Accumulator for RfmMetricsAccumulator {
         };
         let order_ids = order_ids.as_ref();
         for row in 0..days.len() {
-            if days.is_null(row) || amounts.is_null(row) {
+            let no_order = order_ids.is_some_and(|ids| ids.is_null(row));
+            if days.is_null(row) || amounts.is_null(row) || no_order {
                 self.rows_null += 1;
                 continue;
             }
@@ -425,6 +445,14 @@ impl Accumulator for RfmMetricsAccumulator {
                         return Err(self.non_finite(v));
                     }
                     sum.add(v);
+                    if sum.overflowed() {
+                        return Err(exec_datafusion_err!(
+                            "{NAME}: the sum of argument 2 (amount, {}) overflows DOUBLE \
+                             (beyond 1.7e308); got a line of {v}. Check the amounts' unit \
+                             or scale them down.",
+                            self.amount_source
+                        ));
+                    }
                     v >= 0.0
                 }
                 Money::Decimal { sum, .. } => {
@@ -447,10 +475,10 @@ impl Accumulator for RfmMetricsAccumulator {
                 (Keys::Days(s), _) => {
                     s.insert(day);
                 }
-                (Keys::Ints(s), Some(ids)) if ids.is_valid(row) => {
+                (Keys::Ints(s), Some(ids)) => {
                     s.insert(ids.as_primitive::<Int64Type>().value(row));
                 }
-                (Keys::Strings(s), Some(ids)) if ids.is_valid(row) => {
+                (Keys::Strings(s), Some(ids)) => {
                     let id = ids.as_string::<i32>().value(row);
                     if !s.contains(id) {
                         s.insert(id.to_string());
@@ -561,6 +589,13 @@ impl Accumulator for RfmMetricsAccumulator {
                     if list.is_valid(row) {
                         let partials = list.value(row);
                         sum.merge(partials.as_primitive::<Float64Type>().values());
+                        if sum.overflowed() {
+                            return Err(exec_datafusion_err!(
+                                "{NAME}: the sum of argument 2 (amount, {}) overflows DOUBLE \
+                                 (beyond 1.7e308). Check the amounts' unit or scale them down.",
+                                self.amount_source
+                            ));
+                        }
                     }
                 }
                 Money::Decimal { sum, .. } => {
@@ -606,6 +641,7 @@ mod tests {
             as_of: 100,
             mean,
             amount_source: "column amount".into(),
+            ts_source: "column day".into(),
             first: None,
             last: None,
             money: Money::Float(ExactSum::default()),

@@ -85,9 +85,10 @@ pub struct SqlArgs {
     #[arg(short, long, value_name = "FILE", conflicts_with = "sql")]
     pub file: Option<PathBuf>,
 
-    /// Output format of query results.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
+    /// Output format of query results [default: from the --output extension
+    /// (.parquet, .csv, .json, .ndjson), else table].
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 
     /// Write the last query's result to this file instead of stdout (written
     /// whole or not at all).

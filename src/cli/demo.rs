@@ -8,7 +8,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::args::{DemoArgs, ScoringArgs};
 use super::report::run_report;
-use super::{CliError, CliResult, new_context};
+use super::{CliError, CliResult, new_context, say};
 
 /// The CDNOW master log (Fader & Hardie; 69,659 purchase days of 23,570
 /// customers, 1997-01 to 1998-06) as Parquet: customer_id, order_date,
@@ -43,8 +43,6 @@ pub async fn run(args: DemoArgs) -> CliResult {
         map: None,
         preset: None,
     };
-    println!(
-        "Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help)."
-    );
+    say("Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help).")?;
     run_report(&ctx, "cdnow", &scoring, &output).await
 }

@@ -11,6 +11,9 @@ failure passes through [`CliError`], so messages have one shape
 | 0 | success |
 | 1 | a query or the report failed while running |
 | 2 | bad usage or unreadable input (missing file, bad flag, bad SQL text) |
+| 130 | interrupted (Ctrl-C or SIGTERM); no partial output is left |
+
+A closed stdout (`rfm demo | head -1`) ends the run quietly with code 0.
 */
 
 mod args;
@@ -37,6 +40,10 @@ pub enum CliError {
     Usage(String),
     /// A query or the report failed while running: exit code 1.
     Failed(String),
+    /// The reader of stdout went away: stop quietly, exit code 0.
+    ClosedPipe,
+    /// Ctrl-C or SIGTERM: exit code 130.
+    Interrupted,
 }
 
 impl CliError {
@@ -44,6 +51,8 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) => 1,
+            CliError::ClosedPipe => 0,
+            CliError::Interrupted => 130,
         }
     }
 }
@@ -52,6 +61,8 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+            CliError::ClosedPipe => f.write_str("stdout was closed"),
+            CliError::Interrupted => f.write_str("interrupted; no output was written"),
         }
     }
 }
@@ -73,8 +84,39 @@ impl From<DataFusionError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        CliError::Failed(e.to_string())
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::ClosedPipe
+        } else {
+            CliError::Failed(format!("cannot write: {e}"))
+        }
     }
+}
+
+/// Writes a line to stdout, turning a closed or full stdout into an error
+/// instead of the panic `println!` would raise.
+pub fn say(line: &str) -> CliResult {
+    use std::io::Write;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Result of a command.
@@ -111,15 +153,24 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // On a stop request the command's future is dropped, which removes any
+    // output still under its temporary name.
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Sql(a) => sql::run(a).await,
-            Command::Report(a) => report::run(a).await,
-            Command::Demo(a) => demo::run(a).await,
+        let command = async {
+            match cli.command {
+                Command::Sql(a) => sql::run(a).await,
+                Command::Report(a) => report::run(a).await,
+                Command::Demo(a) => demo::run(a).await,
+            }
+        };
+        tokio::select! {
+            result = command => result,
+            _ = stop_requested() => Err(CliError::Interrupted),
         }
     });
+    runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rfm: {e}");
             ExitCode::from(e.code())

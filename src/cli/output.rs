@@ -58,6 +58,11 @@ impl AtomicFile {
         ))
     }
 
+    /// Where the data is until [`AtomicFile::commit`].
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
     pub fn commit(mut self) -> CliResult {
         std::fs::rename(&self.temp, &self.target).map_err(|e| {
             CliError::Failed(format!(
@@ -78,12 +83,13 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Streams a result into a Parquet file atomically; returns the row count.
+/// Streams a result into a Parquet file under a temporary name; the caller
+/// commits it once everything else that can fail has run.
 pub async fn write_parquet(
     mut stream: SendableRecordBatchStream,
     path: &Path,
     mut on_batch: impl FnMut(usize),
-) -> CliResult<usize> {
+) -> CliResult<(AtomicFile, usize)> {
     let (atomic, file) = AtomicFile::create(path)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -103,8 +109,7 @@ pub async fn write_parquet(
     writer
         .close()
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    atomic.commit()?;
-    Ok(rows)
+    Ok((atomic, rows))
 }
 
 /// Writes collected batches in `format` to `out`.

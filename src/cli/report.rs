@@ -16,12 +16,13 @@ use super::args::{OutputFormat, ReportArgs, ScoringArgs};
 use super::output::{emit, write_parquet};
 use super::progress::Progress;
 use super::tables::register;
-use super::{CliError, CliResult, new_context};
+use super::{CliError, CliResult, new_context, say};
 
 /// The name the input is registered under.
 const INPUT: &str = "transactions";
 
 pub async fn run(args: ReportArgs) -> CliResult {
+    super::sql::refuse_overwrite(&args.output, INPUT, &args.input)?;
     let ctx = new_context()?;
     register(&ctx, INPUT, &args.input, &args.read).await?;
     run_report(&ctx, INPUT, &args.scoring, &args.output).await
@@ -93,7 +94,8 @@ pub async fn run_report(
         .await?
         .execute_stream()
         .await?;
-    let customers = write_parquet(stream, output, |rows| progress.rows(rows)).await?;
+    let (written, customers) =
+        write_parquet(stream, output, |rows| progress.rows(rows)).await?;
     progress.phase("counting input rows");
     let counts = ctx
         .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
@@ -103,10 +105,13 @@ pub async fn run_report(
 
     let (rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
 
+    // The summary reads the file before it takes the output's name, so a
+    // failure here still leaves the previous output in place.
     let summary_ctx = SessionContext::new();
-    let out = output.to_string_lossy();
+    let temp = written.temp_path().to_string_lossy().into_owned();
+    let read = ParquetReadOptions::default().file_extension("");
     summary_ctx
-        .register_parquet("customers", out.as_ref(), ParquetReadOptions::default())
+        .register_parquet("customers", &temp, read)
         .await?;
     let totals = summary_ctx
         .sql(
@@ -120,19 +125,6 @@ pub async fn run_report(
         .await?;
     let total = |column: usize| first_count(&totals, column);
 
-    println!(
-        "RFM report as of {}: {rows} input rows, {customers} customers written to {}",
-        scoring.as_of.trim(),
-        output.display()
-    );
-    println!(
-        "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
-         date, {} with a NULL date or amount. Customers with no purchase up to the \
-         as-of date (only returns or only later rows; no scores): {}.",
-        total(0),
-        total(1),
-        total(2)
-    );
     let summary = summary_ctx
         .sql(
             "SELECT coalesce(segment, '(no purchase)') AS segment, \
@@ -149,5 +141,20 @@ pub async fn run_report(
         .await?;
     let schema = summary.schema().as_arrow().clone().into();
     let batches = summary.collect().await?;
+    written.commit()?;
+
+    say(&format!(
+        "RFM report as of {}: {rows} input rows, {customers} customers written to {}",
+        scoring.as_of.trim(),
+        output.display()
+    ))?;
+    say(&format!(
+        "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
+         date, {} with a NULL date, amount or order id. Customers with no purchase up to \
+         the as-of date (only returns or only later rows; no scores): {}.",
+        total(0),
+        total(1),
+        total(2)
+    ))?;
     emit(&schema, &batches, OutputFormat::Table, None)
 }

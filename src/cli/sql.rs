@@ -1,6 +1,7 @@
 //! `rfm sql`: run SQL over registered tables.
 
 use std::io::{IsTerminal, Read};
+use std::path::Path;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -23,6 +24,15 @@ pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> 
 }
 
 pub async fn run(args: SqlArgs) -> CliResult {
+    let format = args
+        .format
+        .unwrap_or_else(|| format_of(args.output.as_deref()));
+    if let Some(path) = &args.output {
+        for spec in &args.tables.tables {
+            let (name, input) = split_spec(spec)?;
+            refuse_overwrite(path, name, input)?;
+        }
+    }
     let ctx = context_with_tables(&args.tables).await?;
     let text = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
@@ -31,25 +41,56 @@ pub async fn run(args: SqlArgs) -> CliResult {
             CliError::Usage(format!("cannot read SQL file '{}': {e}", path.display()))
         })?,
         (None, None) if std::io::stdin().is_terminal() => {
-            return shell(&ctx, args.format).await;
+            return shell(&ctx, format).await;
         }
         (None, None) => read_stdin()?,
     };
     let results = run_statements(&ctx, &text).await?;
     match (&args.output, results.last()) {
         (Some(path), Some((schema, batches))) => {
-            emit(schema, batches, args.format, Some(path))
+            emit(schema, batches, format, Some(path))
         }
         (Some(_), None) => Err(CliError::Usage(
             "no statement to write; the SQL is empty.".into(),
         )),
         (None, _) => {
             for (schema, batches) in &results {
-                emit(schema, batches, args.format, None)?;
+                emit(schema, batches, format, None)?;
             }
             Ok(())
         }
     }
+}
+
+/// The output format an output file's extension implies.
+fn format_of(path: Option<&Path>) -> OutputFormat {
+    let ext = path
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("parquet") => OutputFormat::Parquet,
+        Some("csv") => OutputFormat::Csv,
+        Some("json" | "ndjson" | "jsonl") => OutputFormat::Json,
+        _ => OutputFormat::Table,
+    }
+}
+
+/// Refuses an output path that is an existing input file, which the run would
+/// overwrite with its own result.
+pub fn refuse_overwrite(output: &Path, name: &str, input: &str) -> CliResult {
+    let same = match (output.canonicalize(), Path::new(input).canonicalize()) {
+        (Ok(out), Ok(inp)) => out == inp || (inp.is_dir() && out.starts_with(&inp)),
+        _ => false,
+    };
+    if same {
+        return Err(CliError::Usage(format!(
+            "the output '{}' would overwrite the input of table '{name}' ('{input}'). \
+             Write to another path.",
+            output.display()
+        )));
+    }
+    Ok(())
 }
 
 fn read_stdin() -> CliResult<String> {

@@ -116,7 +116,13 @@ pub async fn register(
                 .map_err(unreadable)?
         }
         InputFormat::Csv => {
-            let delimiter = u8::try_from(options.csv_delimiter).map_err(|_| {
+            // A .tsv file is tab-separated unless the user chose a delimiter.
+            let delimiter = if ext == ".tsv" && options.csv_delimiter == ',' {
+                '\t'
+            } else {
+                options.csv_delimiter
+            };
+            let delimiter = u8::try_from(delimiter).map_err(|_| {
                 CliError::Usage(format!(
                     "--csv-delimiter must be one ASCII character; got '{}'.",
                     options.csv_delimiter

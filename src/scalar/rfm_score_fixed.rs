@@ -3,8 +3,8 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, plan_datafusion_err};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_datafusion_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl,
     Signature,
@@ -13,8 +13,7 @@ use datafusion::logical_expr::{
 use crate::args::{DOC_SECTION, cast_input};
 use crate::options::Options;
 use crate::scoring::{
-    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_fields, score_struct,
-    score_with,
+    Dim, Method, SCORE_KEYS, ScoreSpec, score_fields, score_struct, score_with,
 };
 use crate::window::rfm_score::{coerce_score_args, score_signature};
 
@@ -28,8 +27,10 @@ const SYNTAX: &str = "rfm_score_fixed(recency_days, frequency, monetary, thresho
 /// `thresholds` is an options string with `method=fixed` and the three cut
 /// lists, usually the frozen output of `rfm_thresholds`; it may be a column
 /// (e.g. joined from a table of stored thresholds). Binning is as for
-/// `rfm_score`'s fixed method. NULL metrics give NULL scores; a NULL
-/// thresholds value gives NULL scores and code.
+/// `rfm_score`'s fixed method. NULL, NaN or infinite metrics give NULL scores
+/// (a scalar may be evaluated on rows a `WHERE` later drops, so it does not
+/// fail on them); a NULL thresholds value gives NULL scores and code; a
+/// malformed thresholds value is an execution error.
 ///
 /// It is a separate name because DataFusion's SQL planner resolves a scalar
 /// function before a window function of the same name, even with `OVER`.
@@ -108,7 +109,14 @@ impl ScalarUDFImpl for RfmScoreFixed {
         let columns = Dim::ALL
             .iter()
             .enumerate()
-            .map(|(i, d)| finite_values(NAME, *d, &arrays[i], args.arg_fields[i].name()))
+            .map(|(i, _)| {
+                let values = cast_input(&arrays[i], &DataType::Float64)?;
+                Ok(values
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| v.filter(|x| x.is_finite()))
+                    .collect::<Vec<_>>())
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut parsed: Option<(&str, [Vec<f64>; 3])> = None;
         let mut scores: [Vec<Option<u32>>; 3] = Default::default();
@@ -118,7 +126,9 @@ impl ScalarUDFImpl for RfmScoreFixed {
                 continue;
             };
             if parsed.as_ref().is_none_or(|(t, _)| *t != text) {
-                parsed = Some((text, parse_thresholds(text)?));
+                let cuts = parse_thresholds(text)
+                    .map_err(|e| exec_datafusion_err!("{}", e.strip_backtrace()))?;
+                parsed = Some((text, cuts));
             }
             if let Some((_, cuts)) = &parsed {
                 for (i, dim) in Dim::ALL.iter().enumerate() {
