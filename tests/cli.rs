@@ -361,3 +361,138 @@ fn worked_examples_in_sql_examples_run() {
         assert!(out.lines().count() > 1, "{name} printed no rows:\n{out}");
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rfm"))
+        .args(["demo", "--output", "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn an_output_may_not_overwrite_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.parquet");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cdnow/cdnow_master.parquet"),
+        &input,
+    )
+    .unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&input),
+            "-o",
+            s(&input),
+            "--as-of",
+            "1998-07-01",
+            "--ts",
+            "order_date",
+        ]),
+        2,
+    );
+    assert!(
+        stderr.contains("would overwrite the input of table 'transactions'"),
+        "{stderr}"
+    );
+    let table = format!("t={}", s(&input));
+    let (_, stderr) = expect(rfm(&["sql", "-t", &table, "-o", s(&input), "SELECT 1"]), 2);
+    assert!(
+        stderr.contains("would overwrite the input of table 't'"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
+fn output_format_follows_the_extension_and_tsv_is_tab_separated() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("orders.tsv");
+    write(
+        &tsv,
+        "customer_id\torder_ts\tamount\na\t2024-01-01\t10.5\nb\t2024-02-01\t3\n",
+    );
+    let out = dir.path().join("sums.csv");
+    let table = format!("t={}", s(&tsv));
+    let query = "SELECT customer_id, sum(amount) AS total FROM t GROUP BY 1 ORDER BY 1";
+    expect(rfm(&["sql", "-t", &table, "-o", s(&out), query]), 0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "customer_id,total\na,10.5\nb,3.0\n"
+    );
+
+    // A report may be named anything; it is Parquet and the run succeeds.
+    let report = dir.path().join("customers.out");
+    let (stdout, _) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&tsv),
+            "-o",
+            s(&report),
+            "--as-of",
+            "2024-06-01",
+        ]),
+        0,
+    );
+    assert!(stdout.contains("2 customers written"), "{stdout}");
+    assert_eq!(&std::fs::read(&report).unwrap()[..4], b"PAR1");
+}
+
+#[test]
+fn an_interrupted_report_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.parquet");
+    let make = format!(
+        "COPY (SELECT value % 500000 AS customer_id, \
+                      DATE '2020-01-01' + CAST(value % 900 AS INT) AS order_ts, \
+                      CAST(value % 97 AS DOUBLE) AS amount \
+               FROM generate_series(1, 3000000)) TO '{}' STORED AS PARQUET",
+        s(&input)
+    );
+    expect(rfm(&["sql", &make]), 0);
+    let out = dir.path().join("customers.parquet");
+    let child = Command::new(env!("CARGO_BIN_EXE_rfm"))
+        .args([
+            "report",
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--as-of",
+            "2023-01-01",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "the run ended before the signal: {stderr}"
+    );
+    assert!(
+        stderr.contains("rfm: interrupted; no output was written"),
+        "{stderr}"
+    );
+    assert_eq!(files_in(dir.path()), vec!["big.parquet"]);
+}

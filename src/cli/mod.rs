@@ -164,8 +164,9 @@ pub fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            result = command => result,
+            biased;
             _ = stop_requested() => Err(CliError::Interrupted),
+            result = command => result,
         }
     });
     runtime.shutdown_background();

@@ -36,14 +36,14 @@ pub async fn run(args: SqlArgs) -> CliResult {
     let ctx = context_with_tables(&args.tables).await?;
     let text = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
-        (None, Some(path)) if path.as_os_str() == "-" => read_stdin()?,
+        (None, Some(path)) if path.as_os_str() == "-" => read_stdin().await?,
         (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
             CliError::Usage(format!("cannot read SQL file '{}': {e}", path.display()))
         })?,
         (None, None) if std::io::stdin().is_terminal() => {
             return shell(&ctx, format).await;
         }
-        (None, None) => read_stdin()?,
+        (None, None) => read_stdin().await?,
     };
     let results = run_statements(&ctx, &text).await?;
     match (&args.output, results.last()) {
@@ -93,12 +93,17 @@ pub fn refuse_overwrite(output: &Path, name: &str, input: &str) -> CliResult {
     Ok(())
 }
 
-fn read_stdin() -> CliResult<String> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(|e| CliError::Usage(format!("cannot read SQL from stdin: {e}")))?;
-    Ok(text)
+/// Reads all of stdin off the async threads, so Ctrl-C still stops the run.
+async fn read_stdin() -> CliResult<String> {
+    let read = tokio::task::spawn_blocking(|| {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    });
+    match read.await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(e)) => Err(CliError::Usage(format!("cannot read SQL from stdin: {e}"))),
+        Err(e) => Err(CliError::Failed(format!("cannot read SQL from stdin: {e}"))),
+    }
 }
 
 /// Runs each statement of `text` in order and returns the results of those
