@@ -5,4 +5,4 @@ SELECT segment, count(*) AS households, round(avg(monetary), 2) AS mean_spend
 FROM rfm_customers('grocery', 'household_id', 'transaction_timestamp', 'sales_value',
                    '2017-09-30', 'order_id=basket_id')
 GROUP BY segment
-ORDER BY households DESC;
+ORDER BY households DESC, segment;
