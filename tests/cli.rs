@@ -496,3 +496,72 @@ fn an_interrupted_report_leaves_no_file_behind() {
     );
     assert_eq!(files_in(dir.path()), vec!["big.parquet"]);
 }
+
+#[test]
+fn report_writes_offers_beside_the_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let customers = dir.path().join("customers.parquet");
+    let offers = dir.path().join("offers.parquet");
+    let (stdout, _) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            "data/completejourney/transactions.parquet",
+            "-o",
+            s(&customers),
+            "--as-of",
+            "2017-09-24",
+            "--customer",
+            "household_id",
+            "--ts",
+            "transaction_timestamp",
+            "--amount",
+            "sales_value",
+            "--order-id",
+            "basket_id",
+            "--offers",
+            s(&offers),
+            "--products",
+            "data/completejourney/products.parquet",
+            "--category",
+            "product_category",
+            "--quantity",
+            "quantity",
+            "--k",
+            "2",
+        ]),
+        0,
+    );
+    assert!(
+        stdout.contains("Offers per segment, type and tactic"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| up_sell "), "{stdout}");
+    let tables = [format!("c={}", s(&customers)), format!("o={}", s(&offers))];
+    let query = "SELECT count(DISTINCT o.customer_id) = (SELECT count(*) FROM c) AS everyone, \
+                 max(rank) AS k, count(*) = count(DISTINCT (o.customer_id, product_id)) AS unique \
+                 FROM o";
+    let (csv, _) = expect(
+        rfm(&[
+            "sql", "-t", &tables[0], "-t", &tables[1], "--format", "csv", query,
+        ]),
+        0,
+    );
+    assert_eq!(csv, "everyone,k,unique\ntrue,2,true\n");
+
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            "data/cdnow/cdnow_master.parquet",
+            "-o",
+            s(&customers),
+            "--as-of",
+            "1998-07-01",
+            "--offers",
+            s(&offers),
+        ]),
+        2,
+    );
+    assert!(stderr.contains("--offers needs --products"), "{stderr}");
+}

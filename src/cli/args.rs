@@ -23,7 +23,7 @@ pub enum Command {
     Sql(SqlArgs),
     /// Score and segment every customer of a transactions table, write one row
     /// per customer to Parquet and print a segment summary.
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
     /// Run the report on the embedded CDNOW sample.
     Demo(DemoArgs),
 }
@@ -114,6 +114,43 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub scoring: ScoringArgs,
+
+    #[command(flatten)]
+    pub offers: OfferArgs,
+}
+
+/// Next-best offers written beside the report (`next_best_offer`).
+#[derive(Debug, Args, Clone)]
+pub struct OfferArgs {
+    /// Also write the top offers per customer to this Parquet file; needs
+    /// --products.
+    #[arg(long, value_name = "PATH")]
+    pub offers: Option<PathBuf>,
+
+    /// Products: a file, folder or glob with a product id and a category
+    /// column (and optionally a price).
+    #[arg(long, value_name = "PATH", requires = "offers")]
+    pub products: Option<String>,
+
+    /// Product id column, in both the transactions and the products.
+    #[arg(long, default_value = "product_id")]
+    pub product: String,
+
+    /// Category column of the products.
+    #[arg(long, default_value = "category")]
+    pub category: String,
+
+    /// Price column of the products; without it, the mean unit price paid.
+    #[arg(long, value_name = "COLUMN")]
+    pub price: Option<String>,
+
+    /// Quantity column of the transactions, for unit prices.
+    #[arg(long, value_name = "COLUMN")]
+    pub quantity: Option<String>,
+
+    /// Offers per customer.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
 }
 
 #[derive(Debug, Args, Clone)]

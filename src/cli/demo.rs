@@ -44,5 +44,5 @@ pub async fn run(args: DemoArgs) -> CliResult {
         preset: None,
     };
     say("Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help).")?;
-    run_report(&ctx, "cdnow", &scoring, &output).await
+    run_report(&ctx, "cdnow", &scoring, &output, None).await
 }

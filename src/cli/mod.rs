@@ -159,7 +159,7 @@ pub fn main() -> ExitCode {
         let command = async {
             match cli.command {
                 Command::Sql(a) => sql::run(a).await,
-                Command::Report(a) => report::run(a).await,
+                Command::Report(a) => report::run(*a).await,
                 Command::Demo(a) => demo::run(a).await,
             }
         };

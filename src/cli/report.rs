@@ -5,14 +5,14 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_rfm::options::Options;
 use datafusion_rfm::pipeline::{
     PIPELINE_KEYS, PipelineSpec, customer_scores, null_customer_count, scan_table,
 };
 
-use super::args::{OutputFormat, ReportArgs, ScoringArgs};
+use super::args::{OfferArgs, OutputFormat, ReportArgs, ScoringArgs};
 use super::output::{emit, write_parquet};
 use super::progress::Progress;
 use super::tables::register;
@@ -21,11 +21,34 @@ use super::{CliError, CliResult, new_context, say};
 /// The name the input is registered under.
 const INPUT: &str = "transactions";
 
+/// The name the products are registered under.
+const PRODUCTS: &str = "products";
+
 pub async fn run(args: ReportArgs) -> CliResult {
     super::sql::refuse_overwrite(&args.output, INPUT, &args.input)?;
     let ctx = new_context()?;
     register(&ctx, INPUT, &args.input, &args.read).await?;
-    run_report(&ctx, INPUT, &args.scoring, &args.output).await
+    let offers = match (&args.offers.offers, &args.offers.products) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(CliError::Usage(
+                "--offers needs --products PATH (product id and category columns)."
+                    .into(),
+            ));
+        }
+        (Some(path), Some(products)) => {
+            super::sql::refuse_overwrite(path, INPUT, &args.input)?;
+            super::sql::refuse_overwrite(path, PRODUCTS, products)?;
+            if path == &args.output {
+                return Err(CliError::Usage(
+                    "--offers and --output name the same file; give two paths.".into(),
+                ));
+            }
+            register(&ctx, PRODUCTS, products, &args.read).await?;
+            Some(&args.offers)
+        }
+    };
+    run_report(&ctx, INPUT, &args.scoring, &args.output, offers).await
 }
 
 /// The BIGINT in the first row of `column`, 0 when there is none.
@@ -82,6 +105,7 @@ pub async fn run_report(
     input: &str,
     scoring: &ScoringArgs,
     output: &Path,
+    offers: Option<&OfferArgs>,
 ) -> CliResult {
     let spec = spec_from(scoring)?;
     let provider = ctx.table_provider(input).await?;
@@ -101,6 +125,19 @@ pub async fn run_report(
         .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
         .await?;
     let counts = counts.collect().await?;
+    let offers_written = match offers {
+        Some(args) => {
+            progress.phase("finding offers");
+            let sql = offers_sql(input, scoring, args);
+            let stream = ctx.sql(&sql).await?.execute_stream().await?;
+            let path = args
+                .offers
+                .as_deref()
+                .unwrap_or(Path::new("offers.parquet"));
+            Some(write_parquet(stream, path, |rows| progress.rows(rows)).await?)
+        }
+        None => None,
+    };
     drop(progress);
 
     let (rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
@@ -141,7 +178,14 @@ pub async fn run_report(
         .await?;
     let schema = summary.schema().as_arrow().clone().into();
     let batches = summary.collect().await?;
+    let offer_summary = match &offers_written {
+        Some((file, _)) => Some(summarize_offers(&summary_ctx, file).await?),
+        None => None,
+    };
     written.commit()?;
+    if let Some((file, _)) = offers_written {
+        file.commit()?;
+    }
 
     say(&format!(
         "RFM report as of {}: {rows} input rows, {customers} customers written to {}",
@@ -156,5 +200,71 @@ pub async fn run_report(
         total(1),
         total(2)
     ))?;
-    emit(&schema, &batches, OutputFormat::Table, None)
+    emit(&schema, &batches, OutputFormat::Table, None)?;
+    if let (Some((schema, batches)), Some(args)) = (offer_summary, offers) {
+        let path = args
+            .offers
+            .as_deref()
+            .unwrap_or(Path::new("offers.parquet"));
+        say(&format!(
+            "Offers per segment, type and tactic, written to {}:",
+            path.display()
+        ))?;
+        emit(&schema, &batches, OutputFormat::Table, None)?;
+    }
+    Ok(())
+}
+
+/// The `next_best_offer` query the report's flags describe.
+fn offers_sql(input: &str, scoring: &ScoringArgs, args: &OfferArgs) -> String {
+    let mut options = vec![
+        format!("customer={}", scoring.customer),
+        format!("ts={}", scoring.ts),
+        format!("amount={}", scoring.amount),
+        format!("product={}", args.product),
+        format!("category={}", args.category),
+        format!("k={}", args.k),
+    ];
+    let optional = [
+        ("basket", &scoring.order_id),
+        ("ts_format", &scoring.ts_format),
+        ("price", &args.price),
+        ("quantity", &args.quantity),
+        ("method", &scoring.method),
+        ("map", &scoring.map),
+    ];
+    options.extend(
+        optional
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))),
+    );
+    options.extend(scoring.bins.map(|b| format!("bins={b}")));
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!(
+        "SELECT * FROM next_best_offer({}, {}, {}, {})",
+        quote(input),
+        quote(PRODUCTS),
+        quote(scoring.as_of.trim()),
+        quote(&options.join(", "))
+    )
+}
+
+/// Offers per segment, offer type and tactic, read from the written file.
+async fn summarize_offers(
+    ctx: &SessionContext,
+    file: &super::output::AtomicFile,
+) -> CliResult<(SchemaRef, Vec<RecordBatch>)> {
+    let temp = file.temp_path().to_string_lossy().into_owned();
+    let read = ParquetReadOptions::default().file_extension("");
+    ctx.register_parquet("offers", &temp, read).await?;
+    let df = ctx
+        .sql(
+            "SELECT coalesce(segment, '(no purchase)') AS segment, tier, offer_type, tactic, \
+                    count(DISTINCT customer_id) AS customers, count(*) AS offers, \
+                    round(avg(score), 4) AS mean_score \
+             FROM offers GROUP BY 1, 2, 3, 4 ORDER BY offers DESC, 1, 3, 4",
+        )
+        .await?;
+    let schema: SchemaRef = df.schema().as_arrow().clone().into();
+    Ok((schema, df.collect().await?))
 }

@@ -92,11 +92,11 @@ const MID: [&str; 6] = [
 /// product is offered once per customer; ties are broken by offer type and
 /// product id, so the order is deterministic.
 ///
-/// Options name columns (defaults in brackets): `customer` [customer_id],
-/// `product` [product_id, in both tables], `basket` [basket_id if present,
-/// else customer and day], `ts` [order_ts], `ts_format`, `amount` [amount],
-/// `quantity`, `category` [category], `price`; `k` [3]; rule thresholds
-/// `min_support` [0.001], `min_count`, `min_confidence` [0.05], `min_lift`;
+/// Options name columns (defaults after `=`): `customer=customer_id`,
+/// `product=product_id` (in both tables), `basket=basket_id` (when present;
+/// else customer and day), `ts=order_ts`, `ts_format`, `amount=amount`,
+/// `quantity`, `category=category`, `price`; `k=3`; rule thresholds
+/// `min_support=0.001`, `min_count`, `min_confidence=0.05`, `min_lift`;
 /// `high`, `mid`, `low` (`|`-separated segment names per tier); and the RFM
 /// options `bins`, `method`, `map`.
 #[derive(Debug, Default)]
