@@ -13,7 +13,7 @@ use crate::table::{
 
 const NAME: &str = "association_rules";
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 10] = [
     "min_support",
     "min_count",
     "min_confidence",
@@ -21,6 +21,9 @@ const KEYS: [&str; 7] = [
     "max_rules",
     "antecedent_size",
     "exclude_negative",
+    "sequence",
+    "ts",
+    "within_days",
 ];
 
 /// `association_rules(table, basket, item [, options])`: association rules
@@ -49,6 +52,12 @@ const KEYS: [&str; 7] = [
 /// column is negative (returns). The result has no guaranteed order (add
 /// `ORDER BY`); `max_rules` keeps the first rules by lift, confidence and pair
 /// count, descending, then by items.
+///
+/// Sequential rules: with `sequence=CUSTOMER, ts=COLUMN` (and `within_days=N`,
+/// default 30), a rule `A -> B` counts the customers who bought A and then B
+/// on a later day at most N days after; every count, `baskets` included, is
+/// then a number of customers. Two-item antecedents are not available for
+/// sequential rules.
 #[derive(Debug, Default)]
 pub struct AssociationRules;
 
@@ -75,6 +84,19 @@ pub(crate) struct RulesSpec {
     /// 1, or 2 for two-item antecedents too.
     pub size: usize,
     pub max_rules: Option<usize>,
+    /// Mine sequential rules instead of basket rules.
+    pub sequence: Option<Sequence>,
+}
+
+/// Sequential rules: "bought A, then B on a later day within N days", counted
+/// once per customer.
+pub(crate) struct Sequence {
+    /// SQL expression of the customer whose purchases form the sequence.
+    pub customer: String,
+    /// SQL expression of the purchase date.
+    pub day: String,
+    /// The longest gap, in days, from A to B.
+    pub within_days: usize,
 }
 
 impl Thresholds {
@@ -149,6 +171,25 @@ impl TableFunctionImpl for AssociationRules {
             .map(|_| o.integer("max_rules", 0, 1, usize::MAX))
             .transpose()?;
         let size = o.integer("antecedent_size", 1, 1, 2)?;
+        let sequence = match (o.get("sequence"), o.get("ts")) {
+            (None, None) => None,
+            (Some(customer), Some(ts)) => Some((customer.to_string(), ts.to_string())),
+            _ => {
+                return Err(plan_datafusion_err!(
+                    "{NAME}: sequential rules need both sequence=CUSTOMER_COLUMN and \
+                     ts=DATE_COLUMN; got '{options}'."
+                ));
+            }
+        };
+        if sequence.is_some() && size == 2 {
+            return Err(datafusion::common::DataFusionError::NotImplemented(
+                format!(
+                    "{NAME}: two-item antecedents are not available for sequential rules; \
+                 drop antecedent_size=2 or sequence=."
+                ),
+            ));
+        }
+        let within_days = o.integer("within_days", 30, 1, 36_500)?;
 
         let provider = resolve_table(NAME, args.session(), &table)?;
         let schema = provider.schema();
@@ -156,6 +197,10 @@ impl TableFunctionImpl for AssociationRules {
         let exclude = o.get("exclude_negative").map(str::to_string);
         if let Some(c) = &exclude {
             columns.push((4, "exclude_negative", c));
+        }
+        if let Some((customer, ts)) = &sequence {
+            columns.push((4, "sequence", customer));
+            columns.push((4, "ts", ts));
         }
         for (n, what, name) in columns {
             if schema.field_with_name(name).is_err() {
@@ -177,6 +222,11 @@ impl TableFunctionImpl for AssociationRules {
             thresholds,
             size,
             max_rules,
+            sequence: sequence.map(|(customer, ts)| Sequence {
+                customer: quote_ident(&customer),
+                day: format!("CAST({} AS DATE)", quote_ident(&ts)),
+                within_days,
+            }),
         };
         let sql = rules_sql(&spec);
         let plan = plan_sql(NAME, args.session(), &sql)?;
@@ -221,18 +271,43 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
             c = f(cons),
         )
     };
+    // The unit that is counted: a basket, or a customer's sequence of days.
+    // Lines are distinct (basket, item) pairs, so in basket mode plain counts
+    // are distinct counts; a sequence repeats a customer and needs DISTINCT.
+    let (unit, counted, lines, pairs_join) = match &spec.sequence {
+        None => (
+            "basket",
+            "*",
+            format!("SELECT DISTINCT {b} AS basket, {i} AS item"),
+            "a.basket = b.basket AND a.item <> b.item".to_string(),
+        ),
+        Some(seq) => (
+            "seq",
+            "DISTINCT a.seq",
+            format!(
+                "SELECT DISTINCT {} AS seq, {} AS day, {i} AS item",
+                seq.customer, seq.day
+            ),
+            format!(
+                "a.seq = b.seq AND a.item <> b.item AND b.day > a.day \
+                 AND b.day <= a.day + INTERVAL '{} days'",
+                seq.within_days
+            ),
+        ),
+    };
     let mut sql = format!(
         "WITH ar_lines AS (\
-           SELECT DISTINCT {b} AS basket, {i} AS item FROM {source} \
+           {lines} FROM {source} \
            WHERE {b} IS NOT NULL AND {i} IS NOT NULL{keep}), \
-         ar_totals AS (SELECT count(DISTINCT basket) AS baskets FROM ar_lines), \
+         ar_totals AS (SELECT count(DISTINCT {unit}) AS baskets FROM ar_lines), \
          ar_frequent AS (\
-           SELECT item, count(*) AS item_count FROM ar_lines GROUP BY item \
+           SELECT item, count(DISTINCT {unit}) AS item_count FROM ar_lines a GROUP BY item \
            HAVING {}), \
-         ar_flines AS (SELECT l.basket, l.item FROM ar_lines l JOIN ar_frequent f ON l.item = f.item), \
+         ar_flines AS (SELECT l.* FROM ar_lines l JOIN ar_frequent f ON l.item = f.item), \
          ar_pairs AS (\
-           SELECT a.item AS antecedent, b.item AS consequent, count(*) AS pair_count \
-           FROM ar_flines a JOIN ar_flines b ON a.basket = b.basket AND a.item <> b.item \
+           SELECT a.item AS antecedent, b.item AS consequent, \
+                  count({counted}) AS pair_count \
+           FROM ar_flines a JOIN ar_flines b ON {pairs_join} \
            GROUP BY a.item, b.item), \
          ar_rules AS (\
            SELECT p.antecedent, CASE WHEN false THEN p.antecedent END AS antecedent_2, \
@@ -240,7 +315,10 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
            FROM ar_pairs p JOIN ar_frequent fa ON p.antecedent = fa.item \
            JOIN ar_frequent fc ON p.consequent = fc.item CROSS JOIN ar_totals t \
            WHERE {})",
-        t.frequent("count(*)", "(SELECT baskets FROM ar_totals)"),
+        t.frequent(
+            &format!("count(DISTINCT {unit})"),
+            "(SELECT baskets FROM ar_totals)"
+        ),
         metrics("p.pair_count", "fa.item_count", "fc.item_count"),
         rule_filter("p.pair_count", "fa.item_count", "fc.item_count"),
         source = spec.source,

@@ -289,6 +289,7 @@ fn offers_sql(q: &OfferQuery) -> String {
         thresholds: q.thresholds.clone(),
         size: 1,
         max_rules: None,
+        sequence: None,
     });
     let [high, mid, low] = &q.tiers;
     format!(
