@@ -60,6 +60,7 @@ pub mod pipeline;
 pub mod scalar;
 pub mod scoring;
 pub mod segments;
+pub mod storage;
 pub mod table;
 pub mod window;
 

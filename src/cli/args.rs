@@ -31,8 +31,10 @@ pub enum Command {
 /// Where input tables come from.
 #[derive(Debug, Args, Clone)]
 pub struct TableArgs {
-    /// Register a table: NAME=PATH, where PATH is a file, a folder or a glob.
-    /// The format comes from the file extension unless --input-format says.
+    /// Register a table: NAME=PATH, where PATH is a file, a folder or a glob,
+    /// local or an s3://, gs://, az://, abfs:// or http(s):// URL. The format
+    /// comes from the file extension unless --input-format says; folders
+    /// laid out as key=value/ give partition columns.
     #[arg(short = 't', long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
 
@@ -47,13 +49,29 @@ pub struct ReadArgs {
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     pub input_format: InputFormat,
 
-    /// CSV field delimiter (one character).
-    #[arg(long, default_value = ",")]
-    pub csv_delimiter: char,
+    /// CSV field delimiter (one character) [default: ',', or a tab for .tsv].
+    #[arg(long)]
+    pub csv_delimiter: Option<char>,
 
     /// CSV files have no header row (columns are named column_1, column_2, ...).
     #[arg(long)]
     pub csv_no_header: bool,
+
+    /// CSV quote character.
+    #[arg(long, default_value = "\"")]
+    pub csv_quote: char,
+
+    /// A regular expression for CSV values that mean NULL, e.g. '^(NA|NULL)$'
+    /// [default: only empty fields].
+    #[arg(long, value_name = "REGEX")]
+    pub csv_null: Option<String>,
+
+    /// Object-store option KEY=VALUE over the environment (AWS_*, GOOGLE_*,
+    /// AZURE_*), in the object_store spelling: aws_endpoint, aws_region,
+    /// aws_allow_http, aws_access_key_id, google_service_account,
+    /// azure_storage_account_name, ... Repeatable.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE")]
+    pub storage_options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,7 +119,8 @@ pub struct SqlArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Transactions: a file, folder or glob of Parquet, CSV or NDJSON.
+    /// Transactions: a file, folder or glob of Parquet, CSV or NDJSON, local
+    /// or in an object store (s3://, gs://, az://, abfs://, http(s)://).
     #[arg(short, long, value_name = "PATH")]
     pub input: String,
 

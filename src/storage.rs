@@ -1,0 +1,538 @@
+//! Tables and outputs by location: local files, folders and globs, and URLs of
+//! object stores (`s3://`, `gs://`, `az://`, `abfs://`, `http(s)://`).
+//!
+//! [`register_table`] is the one entry point: it registers the object store a
+//! location needs, detects the format from the file names, infers hive-style
+//! partition columns (`.../year=2024/month=05/part-0.parquet` gives the
+//! columns `year` and `month`, usable in SQL and pruned when filtered) and
+//! registers a listing table under the name given.
+//!
+//! Stores are configured from the usual environment variables (`AWS_*`,
+//! `GOOGLE_*`, `AZURE_*`), overridden by explicit options in the spelling
+//! of the `object_store` crate (`aws_endpoint`, `aws_region`,
+//! `aws_allow_http`, `google_service_account`, `azure_storage_account_name`,
+//! ...). No store ever falls back to a cloud metadata address on its own:
+//! without credentials, building the store fails with a message saying what
+//! to set, unless `allow_instance_metadata=true` asks for the instance's role.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::{DataFusionError, Result, plan_datafusion_err};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use url::Url;
+
+/// File formats a table can be read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// From the file extension: `.parquet`; `.csv`, `.tsv` (optionally
+    /// `.gz`, `.zst`, `.bz2`, `.xz`); `.json`, `.ndjson`, `.jsonl`.
+    #[default]
+    Auto,
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+/// How CSV files are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Field delimiter; `None` means `,`, or a tab for `.tsv` files.
+    pub delimiter: Option<u8>,
+    /// Whether the first line names the columns.
+    pub header: bool,
+    /// Quote character.
+    pub quote: u8,
+    /// A regular expression for values that mean NULL (for example `^(NA|)$`);
+    /// by default only empty fields are NULL.
+    pub null_regex: Option<String>,
+    /// How many rows schema inference reads from each file.
+    pub infer_rows: usize,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: None,
+            header: true,
+            quote: b'"',
+            null_regex: None,
+            infer_rows: 1000,
+        }
+    }
+}
+
+/// How a table is read: format, CSV options and object-store options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub format: Format,
+    pub csv: CsvOptions,
+    /// Object-store options (`key`, `value`), applied over the environment.
+    pub storage: Vec<(String, String)>,
+}
+
+/// The URL schemes that name an object store.
+const REMOTE_SCHEMES: [&str; 9] = [
+    "s3", "s3a", "gs", "gcs", "az", "adl", "azure", "abfs", "abfss",
+];
+
+/// Whether `location` is a URL of an object store rather than a local path.
+pub fn is_remote(location: &str) -> bool {
+    remote_url(location).is_some()
+}
+
+fn remote_url(location: &str) -> Option<Url> {
+    let url = Url::parse(location).ok()?;
+    let scheme = url.scheme();
+    (REMOTE_SCHEMES.contains(&scheme) || scheme == "http" || scheme == "https")
+        .then_some(url)
+}
+
+/// The store for `url`, configured from the environment and `options`.
+pub fn build_store(
+    url: &Url,
+    options: &[(String, String)],
+) -> Result<Arc<dyn ObjectStore>> {
+    let location = url.as_str();
+    let mut allow_metadata = false;
+    let mut pairs = Vec::new();
+    for (key, value) in options {
+        if key == "allow_instance_metadata" {
+            allow_metadata = parse_bool(location, key, value)?;
+        } else {
+            pairs.push((key.as_str(), value.as_str()));
+        }
+    }
+    let bad_key = |key: &str, e: object_store::Error| {
+        plan_datafusion_err!(
+            "'{location}': unknown storage option '{key}' ({e}). Use the object_store \
+             spelling, e.g. aws_endpoint, aws_region, google_service_account, \
+             azure_storage_account_name."
+        )
+    };
+    let failed = |e: object_store::Error| {
+        plan_datafusion_err!("'{location}': cannot set up the object store: {e}")
+    };
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as Key};
+            let mut b = AmazonS3Builder::from_env().with_url(location);
+            for (k, v) in pairs {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            let has = |key: Key| b.get_config_value(&key).is_some();
+            let signed_by_env = [
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
+            if !(has(Key::AccessKeyId)
+                || skip_signature(&b.get_config_value(&Key::SkipSignature))
+                || signed_by_env
+                || allow_metadata)
+            {
+                return Err(no_credentials(
+                    location,
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the options \
+                     aws_access_key_id and aws_secret_access_key), or \
+                     aws_skip_signature=true for a public bucket",
+                ));
+            }
+            Arc::new(b.build().map_err(failed)?)
+        }
+        "gs" | "gcs" => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as Key};
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(location);
+            for (k, v) in pairs {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            let has = |key: Key| b.get_config_value(&key).is_some();
+            if !(has(Key::ServiceAccount)
+                || has(Key::ServiceAccountKey)
+                || has(Key::ApplicationCredentials)
+                || skip_signature(&b.get_config_value(&Key::SkipSignature))
+                || allow_metadata)
+            {
+                return Err(no_credentials(
+                    location,
+                    "GOOGLE_SERVICE_ACCOUNT (a key file) or GOOGLE_SERVICE_ACCOUNT_KEY \
+                     (its JSON), or google_skip_signature=true for a public bucket",
+                ));
+            }
+            Arc::new(b.build().map_err(failed)?)
+        }
+        "az" | "adl" | "azure" | "abfs" | "abfss" => {
+            use object_store::azure::{AzureConfigKey as Key, MicrosoftAzureBuilder};
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(location);
+            for (k, v) in pairs {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            let has = |key: Key| b.get_config_value(&key).is_some();
+            let emulator = b
+                .get_config_value(&Key::UseEmulator)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if !(has(Key::AccessKey)
+                || has(Key::SasKey)
+                || has(Key::Token)
+                || has(Key::ClientSecret)
+                || has(Key::FederatedTokenFile)
+                || emulator
+                || skip_signature(&b.get_config_value(&Key::SkipSignature))
+                || allow_metadata)
+            {
+                return Err(no_credentials(
+                    location,
+                    "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY (or a SAS \
+                     token, or a client secret), or azure_storage_use_emulator=true",
+                ));
+            }
+            Arc::new(b.build().map_err(failed)?)
+        }
+        "http" | "https" => {
+            let mut b = object_store::http::HttpBuilder::new().with_url(location);
+            for (k, v) in pairs {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(failed)?)
+        }
+        other => {
+            return Err(plan_datafusion_err!(
+                "'{location}': unsupported URL scheme '{other}'. Use a local path or an \
+                 s3://, gs://, az://, abfs:// or http(s):// URL."
+            ));
+        }
+    };
+    Ok(store)
+}
+
+/// The message of `e` without the "Error during planning: " its display
+/// starts with, for errors wrapped in another message.
+pub fn plain(e: &DataFusionError) -> String {
+    match e {
+        DataFusionError::Plan(message) => message.clone(),
+        other => other.strip_backtrace(),
+    }
+}
+
+fn skip_signature(value: &Option<String>) -> bool {
+    value
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn parse_bool(location: &str, key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(plan_datafusion_err!(
+            "'{location}': option {key} must be true or false; got '{value}'."
+        )),
+    }
+}
+
+fn no_credentials(location: &str, what: &str) -> DataFusionError {
+    plan_datafusion_err!(
+        "'{location}': no credentials. Set {what}. The client never asks a cloud \
+         metadata address unless allow_instance_metadata=true is given."
+    )
+}
+
+/// The root URL of the store behind `url`: scheme and authority.
+fn store_root(url: &Url) -> Result<ObjectStoreUrl> {
+    let root = &url[url::Position::BeforeScheme..url::Position::BeforePath];
+    ObjectStoreUrl::parse(root)
+}
+
+/// Registers the object store `location` needs on `ctx` (nothing for a local
+/// path) and returns the store with the root URL it is registered under.
+pub fn register_store(
+    ctx: &SessionContext,
+    location: &str,
+    options: &[(String, String)],
+) -> Result<Option<(Arc<dyn ObjectStore>, ObjectStoreUrl)>> {
+    let Some(url) = remote_url(location) else {
+        return Ok(None);
+    };
+    let store = build_store(&url, options)?;
+    let root = store_root(&url)?;
+    ctx.runtime_env()
+        .register_object_store(root.as_ref(), Arc::clone(&store));
+    Ok(Some((store, root)))
+}
+
+/// Where a table's files are: a listing URL, with the glob of a URL split off
+/// (DataFusion reads globs in local paths only).
+fn listing_url(location: &str) -> Result<ListingTableUrl> {
+    let Some(url) = remote_url(location) else {
+        if !has_glob(location) && !std::path::Path::new(location).exists() {
+            return Err(plan_datafusion_err!(
+                "'{location}' does not exist. Check the path."
+            ));
+        }
+        return ListingTableUrl::parse(location);
+    };
+    let path = url.path();
+    match path.find(['*', '?', '[']) {
+        None => ListingTableUrl::parse(location),
+        Some(at) => {
+            let cut = path[..at].rfind('/').map_or(0, |i| i + 1);
+            let mut base = url.clone();
+            base.set_path(&path[..cut]);
+            let pattern = glob::Pattern::new(path).map_err(|e| {
+                plan_datafusion_err!("'{location}': bad glob pattern: {e}")
+            })?;
+            ListingTableUrl::try_new(base, Some(pattern))
+        }
+    }
+}
+
+fn has_glob(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// Extensions recognised, longest first, with the format and compression.
+const EXTENSIONS: [(&str, Format, FileCompressionType); 14] = [
+    (
+        ".parquet",
+        Format::Parquet,
+        FileCompressionType::UNCOMPRESSED,
+    ),
+    (".csv.gz", Format::Csv, FileCompressionType::GZIP),
+    (".csv.zst", Format::Csv, FileCompressionType::ZSTD),
+    (".csv.bz2", Format::Csv, FileCompressionType::BZIP2),
+    (".csv.xz", Format::Csv, FileCompressionType::XZ),
+    (".tsv.gz", Format::Csv, FileCompressionType::GZIP),
+    (".tsv.zst", Format::Csv, FileCompressionType::ZSTD),
+    (".csv", Format::Csv, FileCompressionType::UNCOMPRESSED),
+    (".tsv", Format::Csv, FileCompressionType::UNCOMPRESSED),
+    (".ndjson.gz", Format::Ndjson, FileCompressionType::GZIP),
+    (".ndjson", Format::Ndjson, FileCompressionType::UNCOMPRESSED),
+    (".jsonl", Format::Ndjson, FileCompressionType::UNCOMPRESSED),
+    (".json.gz", Format::Ndjson, FileCompressionType::GZIP),
+    (".json", Format::Ndjson, FileCompressionType::UNCOMPRESSED),
+];
+
+/// The extension of `name` that [`EXTENSIONS`] knows, with its format and
+/// compression.
+fn known_extension(name: &str) -> Option<(&'static str, Format, FileCompressionType)> {
+    let lower = name.to_ascii_lowercase();
+    EXTENSIONS
+        .iter()
+        .find(|(ext, _, _)| lower.ends_with(ext))
+        .copied()
+}
+
+/// Whether a file under the table's root is data rather than a marker or a
+/// temporary file (`_SUCCESS`, `.part-0.parquet.tmp`, ...). A table that names
+/// one file reads it whatever its name.
+fn is_data_file(url: &ListingTableUrl, path: &ObjectPath) -> bool {
+    if !url.is_collection() {
+        return true;
+    }
+    url.strip_prefix(path).is_none_or(|mut parts| {
+        parts.all(|p| !(p.starts_with('.') || p.starts_with('_')))
+    })
+}
+
+/// Registers the files at `location` as table `name`.
+///
+/// `location` is a local file, folder or glob, or an object-store URL (a
+/// folder ends with `/`; a glob such as `s3://b/sales/*.parquet` is allowed).
+/// Files of several formats in one folder are not mixed: the first data file
+/// decides, and only files with its extension are read.
+pub async fn register_table(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    options: &ReadOptions,
+) -> Result<()> {
+    let table = open_table(ctx, name, location, options).await?;
+    ctx.register_table(name, table)?;
+    Ok(())
+}
+
+/// The listing table at `location`, as [`register_table`] reads it.
+pub async fn open_table(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    options: &ReadOptions,
+) -> Result<Arc<ListingTable>> {
+    let context =
+        |e: DataFusionError| plan_datafusion_err!("table '{name}': {}", plain(&e));
+    register_store(ctx, location, &options.storage).map_err(context)?;
+    let url = listing_url(location).map_err(context)?;
+    let state = ctx.state();
+    let store = state.runtime_env().object_store(&url).map_err(context)?;
+
+    let files: Vec<_> = url
+        .list_all_files(&state, store.as_ref(), "")
+        .await
+        .map_err(|e| {
+            plan_datafusion_err!(
+                "table '{name}': cannot list '{location}': {}",
+                plain(&e)
+            )
+        })?
+        .try_filter(|meta| futures::future::ready(is_data_file(&url, &meta.location)))
+        .try_collect()
+        .await
+        .map_err(|e: DataFusionError| {
+            plan_datafusion_err!(
+                "table '{name}': cannot list '{location}': {}",
+                plain(&e)
+            )
+        })?;
+    let Some(first) = files.iter().min_by(|a, b| a.location.cmp(&b.location)) else {
+        return Err(plan_datafusion_err!(
+            "table '{name}': '{location}' holds no data files. Check the path (a folder \
+             URL ends with '/')."
+        ));
+    };
+    let found = known_extension(first.location.as_ref());
+    let (format, extension, compression) = match (options.format, found) {
+        (Format::Auto, None) => {
+            return Err(plan_datafusion_err!(
+                "table '{name}': cannot tell the format of '{}' from its name. Pass the \
+                 format (parquet, csv or ndjson).",
+                first.location
+            ));
+        }
+        (Format::Auto, Some((ext, format, compression))) => (format, ext, compression),
+        (given, Some((ext, format, compression))) if given == format => {
+            (format, ext, compression)
+        }
+        // A declared format reads every file, whatever its name.
+        (given, _) => (given, "", FileCompressionType::UNCOMPRESSED),
+    };
+    let file_format: Arc<dyn FileFormat> = match format {
+        Format::Parquet | Format::Auto => Arc::new(ParquetFormat::default()),
+        Format::Csv => {
+            let csv = &options.csv;
+            let delimiter = csv.delimiter.unwrap_or(if extension.starts_with(".tsv") {
+                b'\t'
+            } else {
+                b','
+            });
+            let mut f = CsvFormat::default()
+                .with_has_header(csv.header)
+                .with_delimiter(delimiter)
+                .with_quote(csv.quote)
+                .with_schema_infer_max_rec(csv.infer_rows)
+                .with_file_compression_type(compression);
+            if let Some(regex) = &csv.null_regex {
+                f = f.with_null_regex(Some(regex.clone()));
+            }
+            Arc::new(f)
+        }
+        Format::Ndjson => {
+            Arc::new(JsonFormat::default().with_file_compression_type(compression))
+        }
+    };
+    let mut listing =
+        ListingOptions::new(Arc::clone(&file_format)).with_file_extension(extension);
+    let partitions = listing
+        .infer_partitions(&state, &url)
+        .await
+        .map_err(context)?;
+    if !partitions.is_empty() {
+        log::debug!("table {name}: hive partition columns {partitions:?}");
+        listing = listing.with_table_partition_cols(
+            partitions
+                .into_iter()
+                .map(|p| (p, DataType::Utf8))
+                .collect(),
+        );
+    }
+    let schema = match listing.infer_schema(&state, &url).await {
+        Ok(schema) => schema,
+        Err(e) => {
+            return Err(explain_schema_failure(
+                name,
+                &state,
+                &store,
+                &file_format,
+                &files,
+                e,
+            )
+            .await);
+        }
+    };
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(listing)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config).map_err(context)?))
+}
+
+/// When the schema of a table cannot be inferred, finds the file at fault: one
+/// that cannot be read, or one whose schema does not fit the others.
+async fn explain_schema_failure(
+    name: &str,
+    state: &dyn Session,
+    store: &Arc<dyn ObjectStore>,
+    format: &Arc<dyn FileFormat>,
+    files: &[object_store::ObjectMeta],
+    error: DataFusionError,
+) -> DataFusionError {
+    let mut first: Option<(SchemaRef, &object_store::ObjectMeta)> = None;
+    for meta in files.iter().take(1000) {
+        match format
+            .infer_schema(state, store, std::slice::from_ref(meta))
+            .await
+        {
+            Err(e) => {
+                return plan_datafusion_err!(
+                    "table '{name}': cannot read file '{}': {}. Replace or remove the \
+                     file.",
+                    meta.location,
+                    plain(&e)
+                );
+            }
+            Ok(schema) => match &first {
+                None => first = Some((schema, meta)),
+                Some((expected, seen)) => {
+                    if let Some(diff) = schema_difference(expected, &schema) {
+                        return plan_datafusion_err!(
+                            "table '{name}': the files do not share one schema: '{}' \
+                             and '{}' differ ({diff}). Read them as separate tables or \
+                             rewrite one.",
+                            seen.location,
+                            meta.location
+                        );
+                    }
+                }
+            },
+        }
+    }
+    plan_datafusion_err!("table '{name}': {}", error.strip_backtrace())
+}
+
+/// How two file schemas clash, if they do: a column with two types.
+fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
+    b.fields().iter().find_map(|field| {
+        let other = a.field_with_name(field.name()).ok()?;
+        (other.data_type() != field.data_type()).then(|| {
+            format!(
+                "column '{}' is {} in one and {} in the other",
+                field.name(),
+                other.data_type(),
+                field.data_type()
+            )
+        })
+    })
+}
