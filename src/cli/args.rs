@@ -127,9 +127,15 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub read: ReadArgs,
 
-    /// Parquet file to write, one row per customer.
+    /// Parquet file to write, one row per customer: a local path or an
+    /// object-store URL. Written whole or not at all.
     #[arg(short, long, value_name = "PATH")]
-    pub output: PathBuf,
+    pub output: String,
+
+    /// Write the output as a folder of Parquet files partitioned by these
+    /// columns (e.g. segment), laid out as segment=Champions/part-0.parquet.
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
 
     #[command(flatten)]
     pub scoring: ScoringArgs,
@@ -141,10 +147,10 @@ pub struct ReportArgs {
 /// Next-best offers written beside the report (`next_best_offer`).
 #[derive(Debug, Args, Clone)]
 pub struct OfferArgs {
-    /// Also write the top offers per customer to this Parquet file; needs
-    /// --products.
+    /// Also write the top offers per customer to this Parquet file (a local
+    /// path or an object-store URL); needs --products.
     #[arg(long, value_name = "PATH")]
-    pub offers: Option<PathBuf>,
+    pub offers: Option<String>,
 
     /// Products: a file, folder or glob with a product id and a category
     /// column (and optionally a price).

@@ -7,7 +7,8 @@ use datafusion::catalog::MemTable;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::args::{DemoArgs, ScoringArgs};
-use super::report::run_report;
+use super::output::Target;
+use super::report::{Output, run_report};
 use super::{CliError, CliResult, new_context, say};
 
 /// The CDNOW master log (Fader & Hardie; 69,659 purchase days of 23,570
@@ -44,5 +45,9 @@ pub async fn run(args: DemoArgs) -> CliResult {
         preset: None,
     };
     say("Demo: the CDNOW purchase log, scored as of 1998-07-01 (rfm report --help).")?;
+    let output = Output {
+        target: Target::Local(output),
+        partition_by: Vec::new(),
+    };
     run_report(&ctx, "cdnow", &scoring, &output, None).await
 }

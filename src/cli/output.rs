@@ -13,84 +13,308 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use futures::StreamExt;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion_rfm::storage;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use super::args::OutputFormat;
 use super::{CliError, CliResult};
 
-/// A file being written under a temporary name beside its target; it becomes
-/// the target only on [`AtomicFile::commit`], and is removed if dropped first,
-/// so a failed run leaves neither a partial file nor a damaged old one.
-pub struct AtomicFile {
-    target: PathBuf,
+/// Where an output goes: a local path, or an object in a store.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Local(PathBuf),
+    Remote {
+        url: String,
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+    },
+}
+
+impl Target {
+    /// The target `location` names: an object-store URL or a local path.
+    pub fn parse(location: &str, storage: &[(String, String)]) -> CliResult<Self> {
+        if !storage::is_remote(location) {
+            return Ok(Target::Local(PathBuf::from(location)));
+        }
+        let url = url::Url::parse(location)
+            .map_err(|e| CliError::Usage(format!("bad output URL '{location}': {e}")))?;
+        let store = storage::build_store(&url, storage)
+            .map_err(|e| CliError::Usage(storage::plain(&e)))?;
+        let path = ObjectPath::from_url_path(url.path())
+            .map_err(|e| CliError::Usage(format!("bad output URL '{location}': {e}")))?;
+        if path.as_ref().is_empty() {
+            return Err(CliError::Usage(format!(
+                "output URL '{location}' names a bucket, not an object; add a path."
+            )));
+        }
+        Ok(Target::Remote {
+            url: location.to_string(),
+            store,
+            path,
+        })
+    }
+
+    /// The target as the user wrote it.
+    pub fn display(&self) -> String {
+        match self {
+            Target::Local(path) => path.display().to_string(),
+            Target::Remote { url, .. } => url.clone(),
+        }
+    }
+
+    /// The local file or folder that holds the data until the commit: beside
+    /// the target for a local one (so the commit is a rename), in the system
+    /// temporary folder for an object.
+    fn staging(&self) -> CliResult<PathBuf> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        match self {
+            Target::Local(target) => {
+                let dir = match target.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if !dir.is_dir() {
+                    return Err(CliError::Usage(format!(
+                        "cannot write '{}': folder '{}' does not exist.",
+                        target.display(),
+                        dir.display()
+                    )));
+                }
+                let name = target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("output");
+                Ok(dir.join(format!(".{name}.rfm-tmp-{pid}-{n}")))
+            }
+            Target::Remote { .. } => {
+                Ok(std::env::temp_dir().join(format!("rfm-upload-{pid}-{n}")))
+            }
+        }
+    }
+}
+
+/// A file or folder being written under a temporary name; it becomes the
+/// target only on [`Staged::commit`], and is removed if dropped first, so a
+/// failed run leaves neither a partial output nor a damaged old one.
+pub struct Staged {
+    target: Target,
     temp: PathBuf,
     committed: bool,
 }
 
-impl AtomicFile {
-    pub fn create(target: &Path) -> CliResult<(Self, File)> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(CliError::Usage(format!(
-                "cannot write '{}': folder '{}' does not exist.",
-                target.display(),
-                dir.display()
-            )));
-        }
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("output");
-        let temp = dir.join(format!(".{name}.rfm-tmp-{}", std::process::id()));
+/// A single output file being written.
+pub type AtomicFile = Staged;
+
+impl Staged {
+    /// A new file to write, and its handle.
+    pub fn create(target: &Target) -> CliResult<(Self, File)> {
+        let temp = target.staging()?;
         let file = File::create(&temp).map_err(|e| {
             CliError::Usage(format!("cannot write '{}': {e}", target.display()))
         })?;
-        Ok((
-            Self {
-                target: target.to_path_buf(),
-                temp,
-                committed: false,
-            },
-            file,
-        ))
+        Ok((Self::at(target, temp), file))
     }
 
-    /// Where the data is until [`AtomicFile::commit`].
+    /// A new folder to fill, for a partitioned output.
+    pub fn create_dir(target: &Target) -> CliResult<Self> {
+        let temp = target.staging()?;
+        std::fs::create_dir(&temp).map_err(|e| {
+            CliError::Usage(format!("cannot write '{}': {e}", target.display()))
+        })?;
+        Ok(Self::at(target, temp))
+    }
+
+    fn at(target: &Target, temp: PathBuf) -> Self {
+        Self {
+            target: target.clone(),
+            temp,
+            committed: false,
+        }
+    }
+
+    /// Where the data is until [`Staged::commit`].
     pub fn temp_path(&self) -> &Path {
         &self.temp
     }
 
-    pub fn commit(mut self) -> CliResult {
-        std::fs::rename(&self.temp, &self.target).map_err(|e| {
-            CliError::Failed(format!(
-                "cannot move output into '{}': {e}",
-                self.target.display()
-            ))
-        })?;
+    /// Makes the staged data the target. A local file or folder is renamed
+    /// into place; an object is uploaded in parts and appears whole or not at
+    /// all. A partitioned folder in a store is uploaded file by file, then the
+    /// previous run's files are deleted.
+    pub async fn commit(mut self) -> CliResult {
+        let shown = self.target.display();
+        let failed = |e: &dyn std::fmt::Display| {
+            CliError::Failed(format!("cannot write output '{shown}': {e}"))
+        };
+        match &self.target {
+            Target::Local(target) if self.temp.is_dir() => {
+                replace_dir(&self.temp, target).map_err(|e| failed(&e))?
+            }
+            Target::Local(target) => {
+                std::fs::rename(&self.temp, target).map_err(|e| failed(&e))?
+            }
+            Target::Remote { store, path, .. } if self.temp.is_dir() => {
+                upload_dir(store, &self.temp, path)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let _ = std::fs::remove_dir_all(&self.temp);
+            }
+            Target::Remote { store, path, .. } => {
+                upload(store, &self.temp, path)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let _ = std::fs::remove_file(&self.temp);
+            }
+        }
         self.committed = true;
         Ok(())
     }
 }
 
-impl Drop for AtomicFile {
+impl Drop for Staged {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
+            if self.temp.is_dir() {
+                let _ = std::fs::remove_dir_all(&self.temp);
+            } else {
+                let _ = std::fs::remove_file(&self.temp);
+            }
         }
     }
+}
+
+/// Puts folder `new` where `target` is: the old folder is moved aside first
+/// and put back if the move fails, then removed.
+fn replace_dir(new: &Path, target: &Path) -> std::io::Result<()> {
+    if target.is_file() {
+        return Err(std::io::Error::other(
+            "it is a file; a partitioned output is a folder",
+        ));
+    }
+    if !target.exists() {
+        return std::fs::rename(new, target);
+    }
+    let old = new.with_extension("old");
+    std::fs::rename(target, &old)?;
+    if let Err(e) = std::fs::rename(new, target) {
+        let _ = std::fs::rename(&old, target);
+        return Err(e);
+    }
+    std::fs::remove_dir_all(&old)
+}
+
+/// Uploads one local file to `path` in parts: the object appears only when
+/// the last part is in, and an aborted upload leaves nothing.
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    file: &Path,
+    path: &ObjectPath,
+) -> Result<(), object_store::Error> {
+    use tokio::io::AsyncReadExt;
+
+    const PART: usize = 8 * 1024 * 1024;
+    let mut reader =
+        tokio::fs::File::open(file)
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })?;
+    let upload = store.put_multipart(path).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+    let mut buffer = vec![0u8; PART];
+    loop {
+        let n = match reader.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                });
+            }
+        };
+        if let Err(e) = writer.wait_for_capacity(4).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.write(&buffer[..n]);
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Uploads every file of folder `dir` under `prefix`, then deletes the
+/// objects under `prefix` that the upload did not write. If an upload fails,
+/// the objects already uploaded are deleted and the previous ones stay.
+async fn upload_dir(
+    store: &Arc<dyn ObjectStore>,
+    dir: &Path,
+    prefix: &ObjectPath,
+) -> Result<(), object_store::Error> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })?;
+        for entry in entries.filter_map(Result::ok) {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let key = |file: &Path| -> ObjectPath {
+        let relative = file.strip_prefix(dir).unwrap_or(file);
+        relative
+            .components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .fold(prefix.clone(), |p, part| p.join(part))
+    };
+    let mut written = HashSet::new();
+    for file in &files {
+        let path = key(file);
+        if let Err(e) = upload(store, file, &path).await {
+            for done in &written {
+                let _ = store.delete(done).await;
+            }
+            return Err(e);
+        }
+        written.insert(path);
+    }
+    let old: Vec<_> = store
+        .list(Some(prefix))
+        .try_filter(|meta| futures::future::ready(!written.contains(&meta.location)))
+        .try_collect()
+        .await?;
+    for meta in old {
+        store.delete(&meta.location).await?;
+    }
+    Ok(())
 }
 
 /// Streams a result into a Parquet file under a temporary name; the caller
 /// commits it once everything else that can fail has run.
 pub async fn write_parquet(
     mut stream: SendableRecordBatchStream,
-    path: &Path,
+    target: &Target,
     mut on_batch: impl FnMut(usize),
 ) -> CliResult<(AtomicFile, usize)> {
-    let (atomic, file) = AtomicFile::create(path)?;
+    let (atomic, file) = AtomicFile::create(target)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -166,7 +390,7 @@ pub fn write_batches(
 }
 
 /// Writes batches to `path` atomically, or to stdout when there is no path.
-pub fn emit(
+pub async fn emit(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     format: OutputFormat,
@@ -174,12 +398,12 @@ pub fn emit(
 ) -> CliResult {
     match path {
         Some(path) => {
-            let (atomic, file) = AtomicFile::create(path)?;
+            let (atomic, file) = AtomicFile::create(&Target::Local(path.to_path_buf()))?;
             let mut writer = BufWriter::new(file);
             write_batches(schema, batches, format, &mut writer)?;
             writer.flush()?;
             drop(writer);
-            atomic.commit()
+            atomic.commit().await
         }
         None if format == OutputFormat::Parquet => Err(CliError::Usage(
             "--format parquet writes a file; add --output PATH.".into(),

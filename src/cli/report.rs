@@ -1,8 +1,6 @@
 //! `rfm report`: the batch job. Scores every customer, writes them to Parquet
 //! and prints where the customers and the revenue sit by segment.
 
-use std::path::Path;
-
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
@@ -13,9 +11,12 @@ use datafusion_rfm::pipeline::{
 };
 
 use super::args::{OfferArgs, OutputFormat, ReportArgs, ScoringArgs};
-use super::output::{emit, write_parquet};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion_rfm::pipeline::OUTPUT_COLUMNS;
+
+use super::output::{Staged, Target, emit, write_parquet};
 use super::progress::Progress;
-use super::tables::register;
+use super::tables::{read_options, register};
 use super::{CliError, CliResult, new_context, say};
 
 /// The name the input is registered under.
@@ -26,8 +27,13 @@ const PRODUCTS: &str = "products";
 
 pub async fn run(args: ReportArgs) -> CliResult {
     super::sql::refuse_overwrite(&args.output, INPUT, &args.input)?;
+    let storage = read_options(&args.read)?.storage;
     let ctx = new_context()?;
     register(&ctx, INPUT, &args.input, &args.read).await?;
+    let output = Output {
+        target: Target::parse(&args.output, &storage)?,
+        partition_by: args.partition_by.clone(),
+    };
     let offers = match (&args.offers.offers, &args.offers.products) {
         (None, _) => None,
         (Some(_), None) => {
@@ -45,10 +51,16 @@ pub async fn run(args: ReportArgs) -> CliResult {
                 ));
             }
             register(&ctx, PRODUCTS, products, &args.read).await?;
-            Some(&args.offers)
+            Some((&args.offers, Target::parse(path, &storage)?))
         }
     };
-    run_report(&ctx, INPUT, &args.scoring, &args.output, offers).await
+    run_report(&ctx, INPUT, &args.scoring, &output, offers).await
+}
+
+/// Where the customers go: one file, or a folder partitioned by columns.
+pub struct Output {
+    pub target: Target,
+    pub partition_by: Vec<String>,
 }
 
 /// The BIGINT in the first row of `column`, 0 when there is none.
@@ -104,9 +116,17 @@ pub async fn run_report(
     ctx: &SessionContext,
     input: &str,
     scoring: &ScoringArgs,
-    output: &Path,
-    offers: Option<&OfferArgs>,
+    output: &Output,
+    offers: Option<(&OfferArgs, Target)>,
 ) -> CliResult {
+    for column in &output.partition_by {
+        if !OUTPUT_COLUMNS.contains(&column.as_str()) {
+            return Err(CliError::Usage(format!(
+                "--partition-by: '{column}' is not an output column; use one of {}.",
+                OUTPUT_COLUMNS.join(", ")
+            )));
+        }
+    }
     let spec = spec_from(scoring)?;
     let provider = ctx.table_provider(input).await?;
     let scan = scan_table(input, provider)?;
@@ -118,23 +138,25 @@ pub async fn run_report(
         .await?
         .execute_stream()
         .await?;
+    // The rows go to one staged file first: the summary reads it, and a
+    // partitioned output is split from it.
+    let single = match output.partition_by.is_empty() {
+        true => output.target.clone(),
+        false => Target::Local(std::env::temp_dir().join("customers.parquet")),
+    };
     let (written, customers) =
-        write_parquet(stream, output, |rows| progress.rows(rows)).await?;
+        write_parquet(stream, &single, |rows| progress.rows(rows)).await?;
     progress.phase("counting input rows");
     let counts = ctx
         .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
         .await?;
     let counts = counts.collect().await?;
-    let offers_written = match offers {
-        Some(args) => {
+    let offers_written = match &offers {
+        Some((args, target)) => {
             progress.phase("finding offers");
             let sql = offers_sql(input, scoring, args);
             let stream = ctx.sql(&sql).await?.execute_stream().await?;
-            let path = args
-                .offers
-                .as_deref()
-                .unwrap_or(Path::new("offers.parquet"));
-            Some(write_parquet(stream, path, |rows| progress.rows(rows)).await?)
+            Some(write_parquet(stream, target, |rows| progress.rows(rows)).await?)
         }
         None => None,
     };
@@ -182,15 +204,22 @@ pub async fn run_report(
         Some((file, _)) => Some(summarize_offers(&summary_ctx, file).await?),
         None => None,
     };
-    written.commit()?;
+    if output.partition_by.is_empty() {
+        written.commit().await?;
+    } else {
+        split_into_partitions(&summary_ctx, &output.target, &output.partition_by)
+            .await?
+            .commit()
+            .await?;
+    }
     if let Some((file, _)) = offers_written {
-        file.commit()?;
+        file.commit().await?;
     }
 
     say(&format!(
         "RFM report as of {}: {rows} input rows, {customers} customers written to {}",
         scoring.as_of.trim(),
-        output.display()
+        output.target.display()
     ))?;
     say(&format!(
         "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
@@ -200,19 +229,32 @@ pub async fn run_report(
         total(1),
         total(2)
     ))?;
-    emit(&schema, &batches, OutputFormat::Table, None)?;
-    if let (Some((schema, batches)), Some(args)) = (offer_summary, offers) {
-        let path = args
-            .offers
-            .as_deref()
-            .unwrap_or(Path::new("offers.parquet"));
+    emit(&schema, &batches, OutputFormat::Table, None).await?;
+    if let (Some((schema, batches)), Some((_, target))) = (offer_summary, offers) {
         say(&format!(
             "Offers per segment, type and tactic, written to {}:",
-            path.display()
+            target.display()
         ))?;
-        emit(&schema, &batches, OutputFormat::Table, None)?;
+        emit(&schema, &batches, OutputFormat::Table, None).await?;
     }
     Ok(())
+}
+
+/// Splits the staged customers (table `customers` of `ctx`) into a staged
+/// folder of Parquet files partitioned by `columns`.
+async fn split_into_partitions(
+    ctx: &SessionContext,
+    target: &Target,
+    columns: &[String],
+) -> CliResult<Staged> {
+    let staged = Staged::create_dir(target)?;
+    let folder = format!("{}/", staged.temp_path().to_string_lossy());
+    let options = DataFrameWriteOptions::new().with_partition_by(columns.to_vec());
+    ctx.table("customers")
+        .await?
+        .write_parquet(&folder, options, None)
+        .await?;
+    Ok(staged)
 }
 
 /// The `next_best_offer` query the report's flags describe.

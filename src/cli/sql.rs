@@ -30,7 +30,7 @@ pub async fn run(args: SqlArgs) -> CliResult {
     if let Some(path) = &args.output {
         for spec in &args.tables.tables {
             let (name, input) = split_spec(spec)?;
-            refuse_overwrite(path, name, input)?;
+            refuse_overwrite(&path.to_string_lossy(), name, input)?;
         }
     }
     let ctx = context_with_tables(&args.tables).await?;
@@ -48,14 +48,14 @@ pub async fn run(args: SqlArgs) -> CliResult {
     let results = run_statements(&ctx, &text).await?;
     match (&args.output, results.last()) {
         (Some(path), Some((schema, batches))) => {
-            emit(schema, batches, format, Some(path))
+            emit(schema, batches, format, Some(path)).await
         }
         (Some(_), None) => Err(CliError::Usage(
             "no statement to write; the SQL is empty.".into(),
         )),
         (None, _) => {
             for (schema, batches) in &results {
-                emit(schema, batches, format, None)?;
+                emit(schema, batches, format, None).await?;
             }
             Ok(())
         }
@@ -78,16 +78,23 @@ fn format_of(path: Option<&Path>) -> OutputFormat {
 
 /// Refuses an output path that is an existing input file, which the run would
 /// overwrite with its own result.
-pub fn refuse_overwrite(output: &Path, name: &str, input: &str) -> CliResult {
-    let same = match (output.canonicalize(), Path::new(input).canonicalize()) {
-        (Ok(out), Ok(inp)) => out == inp || (inp.is_dir() && out.starts_with(&inp)),
-        _ => false,
+pub fn refuse_overwrite(output: &str, name: &str, input: &str) -> CliResult {
+    let same = if datafusion_rfm::storage::is_remote(output) {
+        let folder = format!("{}/", input.trim_end_matches('/'));
+        output == input || output.starts_with(&folder)
+    } else {
+        match (
+            Path::new(output).canonicalize(),
+            Path::new(input).canonicalize(),
+        ) {
+            (Ok(out), Ok(inp)) => out == inp || (inp.is_dir() && out.starts_with(&inp)),
+            _ => false,
+        }
     };
     if same {
         return Err(CliError::Usage(format!(
-            "the output '{}' would overwrite the input of table '{name}' ('{input}'). \
-             Write to another path.",
-            output.display()
+            "the output '{output}' would overwrite the input of table '{name}' \
+             ('{input}'). Write to another path."
         )));
     }
     Ok(())
@@ -157,7 +164,7 @@ async fn shell(ctx: &SessionContext, format: OutputFormat) -> CliResult {
         match run_statements(ctx, &buffer).await {
             Ok(results) => {
                 for (schema, batches) in &results {
-                    if let Err(e) = emit(schema, batches, format, None) {
+                    if let Err(e) = emit(schema, batches, format, None).await {
                         eprintln!("rfm: {e}");
                     }
                 }
