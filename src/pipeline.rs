@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::common::{
     Column, Result, ScalarValue, TableReference, plan_datafusion_err,
 };
 use datafusion::logical_expr::{
     AggregateUDF, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
-    WindowUDF, lit,
+    WindowUDF, cast, lit,
 };
 
 use crate::aggregate::rfm_metrics::RfmMetrics;
@@ -54,6 +56,12 @@ pub struct PipelineSpec {
     pub order_id: Option<String>,
     /// Optional chrono format (e.g. `%m/%d/%Y`) for a string date column.
     pub ts_format: Option<String>,
+    /// The unit of an integer date column holding epoch numbers.
+    pub ts_unit: Option<TimeUnit>,
+    /// The time zone whose calendar days purchases fall on (an IANA name such
+    /// as `Europe/Berlin`, or an offset such as `+05:30`). Timestamps without
+    /// a zone are taken as UTC; without this option they are used as they are.
+    pub tz: Option<String>,
     /// The as-of date, in days since 1970-01-01.
     pub as_of: i32,
     /// Scoring options as given to `rfm_score`.
@@ -65,9 +73,11 @@ pub struct PipelineSpec {
 }
 
 /// The option keys of the one-call functions and the report.
-pub const PIPELINE_KEYS: [&str; 9] = [
+pub const PIPELINE_KEYS: [&str; 11] = [
     "order_id",
     "ts_format",
+    "ts_unit",
+    "tz",
     "bins",
     "method",
     "map",
@@ -124,6 +134,23 @@ impl PipelineSpec {
                  drop order_id from the options."
             ));
         }
+        let ts_unit =
+            match o.choice("ts_unit", "none", &["none", "s", "ms", "us", "ns"])? {
+                "s" => Some(TimeUnit::Second),
+                "ms" => Some(TimeUnit::Millisecond),
+                "us" => Some(TimeUnit::Microsecond),
+                "ns" => Some(TimeUnit::Nanosecond),
+                _ => None,
+            };
+        let tz = o.get("tz").map(str::to_string);
+        if let Some(zone) = &tz {
+            zone.parse::<Tz>().map_err(|e| {
+                plan_datafusion_err!(
+                    "{function}: tz '{zone}' is not a time zone ({e}). Use an IANA name \
+                     such as Europe/Berlin or an offset such as +05:30."
+                )
+            })?;
+        }
         let [customer, ts, amount] = columns;
         Ok(Self {
             customer: customer.to_string(),
@@ -131,6 +158,8 @@ impl PipelineSpec {
             amount: amount.to_string(),
             order_id,
             ts_format: o.get("ts_format").map(str::to_string),
+            ts_unit,
+            tz,
             as_of,
             score_options,
             metrics_options: if pymc {
@@ -180,11 +209,7 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
             ));
         }
     }
-    let ts = match &spec.ts_format {
-        Some(format) => datafusion::functions::datetime::to_date()
-            .call(vec![column(&spec.ts), lit(format.clone())]),
-        None => column(&spec.ts),
-    };
+    let ts = purchase_time(spec, schema.field_with_unqualified_name(&spec.ts)?)?;
     let order_id = match &spec.order_id {
         Some(name) => column(name),
         None => lit(ScalarValue::Null),
@@ -268,6 +293,44 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
                 .collect::<Vec<_>>(),
         )?
         .build()
+}
+
+/// The purchase date or time of `spec.ts` as `rfm_metrics` takes it: strings
+/// parsed with the declared format, epoch numbers in the declared unit, and
+/// times moved to the declared zone, so the calendar day is that zone's.
+fn purchase_time(spec: &PipelineSpec, field: &Field) -> Result<Expr> {
+    let nanos = |zone: Option<&str>| {
+        DataType::Timestamp(TimeUnit::Nanosecond, zone.map(Into::into))
+    };
+    let mut ts = column(&spec.ts);
+    let mut data_type = field.data_type().clone();
+    if let Some(format) = &spec.ts_format {
+        return Ok(datafusion::functions::datetime::to_date()
+            .call(vec![ts, lit(format.clone())]));
+    }
+    if let Some(unit) = spec.ts_unit {
+        if !data_type.is_integer() && !data_type.is_floating() {
+            return Err(plan_datafusion_err!(
+                "ts_unit: column '{}' holds {data_type}, not epoch numbers; drop ts_unit.",
+                spec.ts
+            ));
+        }
+        ts = cast(cast(ts, DataType::Int64), DataType::Timestamp(unit, None));
+        data_type = DataType::Timestamp(unit, None);
+    }
+    let Some(zone) = &spec.tz else {
+        return Ok(ts);
+    };
+    ts = match data_type {
+        DataType::Timestamp(_, Some(_)) => ts,
+        DataType::Timestamp(_, None) => cast(ts, nanos(Some("UTC"))),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            cast(cast(ts, nanos(None)), nanos(Some("UTC")))
+        }
+        // A calendar date has no time to move.
+        _ => return Ok(ts),
+    };
+    Ok(cast(ts, nanos(Some(zone))))
 }
 
 /// A plan counting the input rows whose customer id is NULL (left out of

@@ -197,6 +197,15 @@ pub struct ScoringArgs {
     #[arg(long, value_name = "FORMAT")]
     pub ts_format: Option<String>,
 
+    /// Unit of an integer date column of epoch numbers: s, ms, us or ns.
+    #[arg(long, value_name = "UNIT")]
+    pub ts_unit: Option<String>,
+
+    /// Time zone whose calendar days purchases fall on (IANA name such as
+    /// Europe/Berlin, or +05:30); timestamps without a zone are taken as UTC.
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+
     /// Amount column (negative lines are returns).
     #[arg(long, default_value = "amount")]
     pub amount: String,

@@ -36,6 +36,8 @@ pub async fn run(args: DemoArgs) -> CliResult {
         customer: "customer_id".into(),
         ts: "order_date".into(),
         ts_format: None,
+        ts_unit: None,
+        tz: None,
         amount: "amount".into(),
         order_id: None,
         bins: None,

@@ -87,6 +87,8 @@ fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
     let flags = [
         ("order_id", args.order_id.clone()),
         ("ts_format", args.ts_format.clone()),
+        ("ts_unit", args.ts_unit.clone()),
+        ("tz", args.tz.clone()),
         ("bins", args.bins.map(|b| b.to_string())),
         ("method", args.method.clone()),
         ("map", args.map.clone()),
