@@ -82,6 +82,10 @@ pub struct ReadOptions {
     pub csv: CsvOptions,
     /// Object-store options (`key`, `value`), applied over the environment.
     pub storage: Vec<(String, String)>,
+    /// Columns of CSV and NDJSON files read as text whatever type inference
+    /// finds, so a value that does not parse reaches the query (which can
+    /// count and skip it) instead of failing the scan.
+    pub text_columns: Vec<String>,
 }
 
 /// The URL schemes that name an object store.
@@ -459,7 +463,7 @@ pub async fn open_table(
                 .collect(),
         );
     }
-    let schema = match listing.infer_schema(&state, &url).await {
+    let mut schema = match listing.infer_schema(&state, &url).await {
         Ok(schema) => schema,
         Err(e) => {
             return Err(explain_schema_failure(
@@ -473,10 +477,32 @@ pub async fn open_table(
             .await);
         }
     };
+    if format != Format::Parquet && !options.text_columns.is_empty() {
+        schema = as_text(&schema, &options.text_columns);
+    }
     let config = ListingTableConfig::new(url)
         .with_listing_options(listing)
         .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config).map_err(context)?))
+}
+
+/// `schema` with `columns` turned into strings.
+fn as_text(schema: &SchemaRef, columns: &[String]) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if columns.contains(f.name()) {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
+            } else {
+                Arc::clone(f)
+            }
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }
 
 /// When the schema of a table cannot be inferred, finds the file at fault: one

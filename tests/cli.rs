@@ -565,3 +565,181 @@ fn report_writes_offers_beside_the_customers() {
     );
     assert!(stderr.contains("--offers needs --products"), "{stderr}");
 }
+
+/// A CSV of `n` good rows (customer i, 2024-01-01, amount i) and then `extra`.
+fn csv_with(path: &Path, n: usize, extra: &str) {
+    let mut text = String::from("customer_id,order_ts,amount\n");
+    for i in 0..n {
+        text.push_str(&format!("{i},2024-01-01,{i}.5\n"));
+    }
+    text.push_str(extra);
+    write(path, &text);
+}
+
+#[test]
+fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.csv");
+    // The bad amount comes after the rows schema inference reads.
+    csv_with(
+        &input,
+        1500,
+        "7,2024-01-02,oops\n8,someday,3\n9,2024-01-03,\n",
+    );
+    let out = dir.path().join("c.parquet");
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "-i", s(&input), "-o", s(&out)];
+        args.extend(extra);
+        rfm(&args)
+    };
+    let (_, stderr) = expect(report(&["--as-of", "2024-06-01"]), 1);
+    // The reader names the first bad value it meets, its line and its row.
+    assert!(
+        stderr.contains("'someday'") && stderr.contains("line 1502"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--bad-rows skip"), "{stderr}");
+    assert!(!out.exists());
+
+    let (stdout, _) = expect(report(&["--as-of", "2024-06-01", "--bad-rows", "skip"]), 0);
+    assert!(
+        stdout.contains("1503 input rows, 1500 customers"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "skipped because a value does not parse (--bad-rows skip): 2 \
+             (1 in column amount, 1 in column order_ts)"
+        ),
+        "{stdout}"
+    );
+    // The empty amount is a NULL, left out and counted as before.
+    assert!(
+        stdout.contains("1 with a NULL date, amount or order id"),
+        "{stdout}"
+    );
+
+    // A declared date format: a date that does not fit it is a bad row.
+    write(
+        &input,
+        "customer_id,order_ts,amount\n1,11/01/2025,10\n2,13/45/2025,5\n3,12/01/2025,7\n",
+    );
+    let (stdout, _) = expect(
+        report(&[
+            "--bad-rows",
+            "skip",
+            "--ts-format",
+            "%m/%d/%Y",
+            "--as-of",
+            "2026-01-01",
+        ]),
+        0,
+    );
+    assert!(stdout.contains("3 input rows, 2 customers"), "{stdout}");
+    assert!(stdout.contains("(1 in column order_ts)"), "{stdout}");
+}
+
+#[test]
+fn unreadable_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sales = dir.path().join("sales");
+    std::fs::create_dir(&sales).unwrap();
+    let sample = std::fs::read("data/cdnow/cdnow_master.parquet").unwrap();
+    std::fs::write(sales.join("a.parquet"), &sample).unwrap();
+    std::fs::write(sales.join("b.parquet"), &sample[..sample.len() / 2]).unwrap();
+    let table = format!("t={}", s(&sales));
+    let (_, stderr) = expect(rfm(&["sql", "-t", &table, "SELECT count(*) FROM t"]), 2);
+    assert!(
+        stderr.contains("cannot read file") && stderr.contains("b.parquet"),
+        "{stderr}"
+    );
+
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    write(&mixed.join("a.csv"), "customer_id,amount\n1,2.5\n");
+    write(&mixed.join("b.csv"), "customer_id,amount\nx7,2.5\n");
+    let table = format!("t={}", s(&mixed));
+    let (_, stderr) = expect(rfm(&["sql", "-t", &table, "SELECT count(*) FROM t"]), 2);
+    assert!(
+        stderr.contains("do not share one schema")
+            && stderr.contains("a.csv")
+            && stderr.contains("b.csv")
+            && stderr.contains("column 'customer_id' is Int64 in one and Utf8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn partitioned_folders_compressed_csv_and_time_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    // A hive-partitioned folder of gzip-compressed CSV.
+    for (day, rows) in [
+        ("2024-05-30", "1,2024-05-30T10:00:00,5\n"),
+        ("2024-05-31", "2,2024-05-31T23:30:00,7\n"),
+    ] {
+        let part = dir.path().join("orders").join(format!("day={day}"));
+        std::fs::create_dir_all(&part).unwrap();
+        let csv = format!("customer_id,order_ts,amount\n{rows}");
+        let gz = Command::new("gzip")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(csv.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        std::fs::write(part.join("part-0.csv.gz"), gz.stdout).unwrap();
+    }
+    let orders = dir.path().join("orders");
+    let table = format!("o={}", s(&orders));
+    let (stdout, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &table,
+            "--format",
+            "csv",
+            "SELECT day, sum(amount) AS a FROM o WHERE day >= '2024-05-31' GROUP BY day",
+        ]),
+        0,
+    );
+    assert_eq!(stdout, "day,a\n2024-05-31,7\n");
+
+    // 23:30 UTC on May 31 is June 1 in Berlin; partitioned output by segment.
+    let out = dir.path().join("by_segment");
+    expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&orders),
+            "-o",
+            s(&out),
+            "--as-of",
+            "2024-06-02",
+            "--tz",
+            "Europe/Berlin",
+            "--partition-by",
+            "segment",
+        ]),
+        0,
+    );
+    let table = format!("c={}", s(&out));
+    let (stdout, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &table,
+            "--format",
+            "csv",
+            "SELECT customer_id, last_purchase FROM c ORDER BY customer_id",
+        ]),
+        0,
+    );
+    assert_eq!(
+        stdout,
+        "customer_id,last_purchase\n1,2024-05-30\n2,2024-06-01\n"
+    );
+}

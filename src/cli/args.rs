@@ -140,8 +140,21 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub scoring: ScoringArgs,
 
+    /// What to do with a row whose customer id, date, amount or order id does
+    /// not parse: fail the run, or skip the row and count it by column.
+    #[arg(long, value_enum, default_value_t = BadRows::Fail)]
+    pub bad_rows: BadRows,
+
     #[command(flatten)]
     pub offers: OfferArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BadRows {
+    /// Stop with an error naming the value
+    Fail,
+    /// Leave the row out and count it; the report says how many and why
+    Skip,
 }
 
 /// Next-best offers written beside the report (`next_best_offer`).

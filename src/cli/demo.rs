@@ -51,5 +51,5 @@ pub async fn run(args: DemoArgs) -> CliResult {
         target: Target::Local(output),
         partition_by: Vec::new(),
     };
-    run_report(&ctx, "cdnow", &scoring, &output, None).await
+    run_report(&ctx, "cdnow", &scoring, &output, None, None).await
 }

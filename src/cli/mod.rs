@@ -17,6 +17,7 @@ A closed stdout (`rfm demo | head -1`) ends the run quietly with code 0.
 */
 
 mod args;
+mod bad_rows;
 mod demo;
 mod output;
 mod progress;

@@ -1,6 +1,8 @@
 //! `rfm report`: the batch job. Scores every customer, writes them to Parquet
 //! and prints where the customers and the revenue sit by segment.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
@@ -14,9 +16,11 @@ use super::args::{OfferArgs, OutputFormat, ReportArgs, ScoringArgs};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion_rfm::pipeline::OUTPUT_COLUMNS;
 
+use super::args::BadRows;
+use super::bad_rows;
 use super::output::{Staged, Target, emit, write_parquet};
 use super::progress::Progress;
-use super::tables::{read_options, register};
+use super::tables::{read_options, register, register_with};
 use super::{CliError, CliResult, new_context, say};
 
 /// The name the input is registered under.
@@ -29,7 +33,20 @@ pub async fn run(args: ReportArgs) -> CliResult {
     super::sql::refuse_overwrite(&args.output, INPUT, &args.input)?;
     let storage = read_options(&args.read)?.storage;
     let ctx = new_context()?;
-    register(&ctx, INPUT, &args.input, &args.read).await?;
+    let mut read = read_options(&args.read)?;
+    register_with(&ctx, INPUT, &args.input, &read).await?;
+    // Skipping bad rows reads the checked columns as text, and needs the
+    // types inference found to parse them back.
+    let inferred = match args.bad_rows {
+        BadRows::Fail => None,
+        BadRows::Skip => {
+            let schema = ctx.table_provider(INPUT).await?.schema();
+            read.text_columns = bad_rows::checked_columns(&spec_from(&args.scoring)?);
+            ctx.deregister_table(INPUT)?;
+            register_with(&ctx, INPUT, &args.input, &read).await?;
+            Some(schema)
+        }
+    };
     let output = Output {
         target: Target::parse(&args.output, &storage)?,
         partition_by: args.partition_by.clone(),
@@ -54,7 +71,21 @@ pub async fn run(args: ReportArgs) -> CliResult {
             Some((&args.offers, Target::parse(path, &storage)?))
         }
     };
-    run_report(&ctx, INPUT, &args.scoring, &output, offers).await
+    let skipping = inferred.is_some();
+    run_report(&ctx, INPUT, &args.scoring, &output, offers, inferred)
+        .await
+        .map_err(|e| match e {
+            // A value the scan or the pipeline cannot parse: say where, and
+            // how to go on without the row.
+            CliError::Failed(m) if !skipping && m.contains("pars") => {
+                CliError::Failed(format!(
+                    "{m} (input '{}'). Fix the value, or pass --bad-rows skip to leave \
+                     such rows out and count them.",
+                    args.input
+                ))
+            }
+            other => other,
+        })
 }
 
 /// Where the customers go: one file, or a folder partitioned by columns.
@@ -120,6 +151,7 @@ pub async fn run_report(
     scoring: &ScoringArgs,
     output: &Output,
     offers: Option<(&OfferArgs, Target)>,
+    skip_bad_rows: Option<SchemaRef>,
 ) -> CliResult {
     for column in &output.partition_by {
         if !OUTPUT_COLUMNS.contains(&column.as_str()) {
@@ -129,9 +161,21 @@ pub async fn run_report(
             )));
         }
     }
-    let spec = spec_from(scoring)?;
+    let mut spec = spec_from(scoring)?;
     let provider = ctx.table_provider(input).await?;
-    let scan = scan_table(input, provider)?;
+    let mut scan = scan_table(input, provider)?;
+    let mut offers_input = input.to_string();
+    let bad_counts = match &skip_bad_rows {
+        None => None,
+        Some(inferred) => {
+            let marked = bad_rows::mark_bad_rows(scan, &mut spec, inferred)?;
+            scan = bad_rows::good_rows(marked.clone())?;
+            offers_input = format!("{input}_readable");
+            let view = datafusion::catalog::view::ViewTable::new(scan.clone(), None);
+            ctx.register_table(offers_input.as_str(), Arc::new(view))?;
+            Some(bad_rows::bad_row_counts(marked)?)
+        }
+    };
     let plan = customer_scores(scan.clone(), &spec)?;
 
     let progress = Progress::start("scoring customers");
@@ -153,10 +197,14 @@ pub async fn run_report(
         .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
         .await?;
     let counts = counts.collect().await?;
+    let bad_counts = match bad_counts {
+        Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
+        None => Vec::new(),
+    };
     let offers_written = match &offers {
         Some((args, target)) => {
             progress.phase("finding offers");
-            let sql = offers_sql(input, scoring, args);
+            let sql = offers_sql(&offers_input, scoring, args, skip_bad_rows.is_none());
             let stream = ctx.sql(&sql).await?.execute_stream().await?;
             Some(write_parquet(stream, target, |rows| progress.rows(rows)).await?)
         }
@@ -164,7 +212,16 @@ pub async fn run_report(
     };
     drop(progress);
 
-    let (rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
+    let (mut rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
+    let mut bad = Vec::new();
+    for batch in &bad_counts {
+        let (names, counts) = (batch.column(0).as_string::<i32>(), batch.column(1));
+        let counts = counts.as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            bad.push(format!("{} in column {}", counts.value(i), names.value(i)));
+            rows += counts.value(i);
+        }
+    }
 
     // The summary reads the file before it takes the output's name, so a
     // failure here still leaves the previous output in place.
@@ -231,6 +288,23 @@ pub async fn run_report(
         total(1),
         total(2)
     ))?;
+    if skip_bad_rows.is_some() {
+        let total: i64 = bad_counts
+            .iter()
+            .map(|b| {
+                let c = b.column(1).as_primitive::<Int64Type>();
+                c.iter().flatten().sum::<i64>()
+            })
+            .sum();
+        say(&format!(
+            "Rows skipped because a value does not parse (--bad-rows skip): {total}{}.",
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", bad.join(", "))
+            }
+        ))?;
+    }
     emit(&schema, &batches, OutputFormat::Table, None).await?;
     if let (Some((schema, batches)), Some((_, target))) = (offer_summary, offers) {
         say(&format!(
@@ -260,7 +334,12 @@ async fn split_into_partitions(
 }
 
 /// The `next_best_offer` query the report's flags describe.
-fn offers_sql(input: &str, scoring: &ScoringArgs, args: &OfferArgs) -> String {
+fn offers_sql(
+    input: &str,
+    scoring: &ScoringArgs,
+    args: &OfferArgs,
+    parse_dates: bool,
+) -> String {
     let mut options = vec![
         format!("customer={}", scoring.customer),
         format!("ts={}", scoring.ts),
@@ -271,7 +350,14 @@ fn offers_sql(input: &str, scoring: &ScoringArgs, args: &OfferArgs) -> String {
     ];
     let optional = [
         ("basket", &scoring.order_id),
-        ("ts_format", &scoring.ts_format),
+        (
+            "ts_format",
+            if parse_dates {
+                &scoring.ts_format
+            } else {
+                &None
+            },
+        ),
         ("price", &args.price),
         ("quantity", &args.quantity),
         ("method", &scoring.method),

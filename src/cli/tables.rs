@@ -59,6 +59,7 @@ pub fn read_options(args: &ReadArgs) -> CliResult<ReadOptions> {
             ..CsvOptions::default()
         },
         storage,
+        text_columns: Vec::new(),
     })
 }
 
@@ -70,8 +71,17 @@ pub async fn register(
     path: &str,
     options: &ReadArgs,
 ) -> CliResult {
-    let options = read_options(options)?;
-    register_table(ctx, name, path, &options)
+    register_with(ctx, name, path, &read_options(options)?).await
+}
+
+/// [`register`] with the library's options.
+pub async fn register_with(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    options: &ReadOptions,
+) -> CliResult {
+    register_table(ctx, name, path, options)
         .await
         .map_err(|e| CliError::Usage(plain(&e)))?;
     log::debug!("registered table {name} from {path}");
