@@ -26,6 +26,33 @@ pub enum Command {
     Report(Box<ReportArgs>),
     /// Run the report on the embedded CDNOW sample.
     Demo(DemoArgs),
+    /// Write synthetic transactions and products (Parquet) for benchmarks:
+    /// skewed customers, Zipf-like products, planted pairs, returns and NULL
+    /// customer ids, the same for the same seed.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Transaction rows to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+
+    /// Customers to draw order owners from.
+    #[arg(long, default_value_t = 100_000)]
+    pub customers: u64,
+
+    /// Products (50 per category).
+    #[arg(long, default_value_t = 10_000)]
+    pub products: u64,
+
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Folder to create: transactions/part-*.parquet and products.parquet.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
 }
 
 /// Where input tables come from.
@@ -40,6 +67,9 @@ pub struct TableArgs {
 
     #[command(flatten)]
     pub read: ReadArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// How input files are read.
@@ -72,6 +102,15 @@ pub struct ReadArgs {
     /// azure_storage_account_name, ... Repeatable.
     #[arg(long = "storage-option", value_name = "KEY=VALUE")]
     pub storage_options: Vec<String>,
+}
+
+/// How queries run.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Memory the query may use, e.g. 2g or 500m; beyond it, sorts and
+    /// aggregations spill to the system temporary folder [default: no limit].
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +165,9 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub read: ReadArgs,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 
     /// Parquet file to write, one row per customer: a local path or an
     /// object-store URL. Written whole or not at all.

@@ -25,7 +25,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CliError::Failed(format!("embedded sample unreadable: {e}")))?;
-    let ctx = new_context()?;
+    let ctx = new_context(&Default::default())?;
     ctx.register_table("cdnow", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
 
     let output = args

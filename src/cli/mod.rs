@@ -19,6 +19,7 @@ A closed stdout (`rfm demo | head -1`) ends the run quietly with code 0.
 mod args;
 mod bad_rows;
 mod demo;
+mod generate;
 mod output;
 mod progress;
 mod report;
@@ -30,6 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use args::{Cli, Command};
@@ -125,11 +127,39 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// A session with every function of the crate registered and the
 /// information schema on, so `SHOW FUNCTIONS` works.
-pub fn new_context() -> CliResult<SessionContext> {
+pub fn new_context(run: &args::RunArgs) -> CliResult<SessionContext> {
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = &run.memory_limit {
+        runtime = runtime.with_memory_limit(parse_size(limit)?, 1.0);
+    }
+    let runtime = runtime.build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_rfm::register_all(&ctx)?;
     Ok(ctx)
+}
+
+/// Bytes in a size such as `2g`, `512m`, `800k` or `1000000`.
+fn parse_size(text: &str) -> CliResult<usize> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => f64::NAN,
+    };
+    match digits.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && scale.is_finite() => Ok((n * scale) as usize),
+        _ => Err(CliError::Usage(format!(
+            "--memory-limit must be a size such as 2g, 512m or 800k; got '{text}'."
+        ))),
+    }
 }
 
 /// Runs the tool and returns its exit code.
@@ -162,6 +192,7 @@ pub fn main() -> ExitCode {
                 Command::Sql(a) => sql::run(a).await,
                 Command::Report(a) => report::run(*a).await,
                 Command::Demo(a) => demo::run(a).await,
+                Command::Generate(a) => generate::run(a).await,
             }
         };
         tokio::select! {

@@ -32,7 +32,7 @@ const PRODUCTS: &str = "products";
 pub async fn run(args: ReportArgs) -> CliResult {
     super::sql::refuse_overwrite(&args.output, INPUT, &args.input)?;
     let storage = read_options(&args.read)?.storage;
-    let ctx = new_context()?;
+    let ctx = new_context(&args.run)?;
     let mut read = read_options(&args.read)?;
     register_with(&ctx, INPUT, &args.input, &read).await?;
     // Skipping bad rows reads the checked columns as text, and needs the

@@ -15,7 +15,7 @@ use super::{CliError, CliResult, new_context};
 
 /// Registers every `--table NAME=PATH` on a new context.
 pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> {
-    let ctx = new_context()?;
+    let ctx = new_context(&args.run)?;
     for spec in &args.tables {
         let (name, path) = split_spec(spec)?;
         register(&ctx, name, path, &args.read).await?;
