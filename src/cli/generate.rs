@@ -138,7 +138,7 @@ fn generate_file(shape: Shape, file: u64, rows: usize, path: &Path) -> CliResult
                     ((rng.unit() * ln_products).exp() as u64).clamp(1, shape.products);
                 let mut items = vec![rank - 1];
                 if rank - 1 < 2 * PLANTED_PAIRS
-                    && (rank - 1) % 2 == 0
+                    && (rank - 1).is_multiple_of(2)
                     && rng.below(2) == 0
                 {
                     items.push(rank);
