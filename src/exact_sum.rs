@@ -56,39 +56,76 @@ impl ExactSum {
 
     /// The exact sum, correctly rounded to the nearest `f64`.
     pub fn value(&self) -> f64 {
-        let p = &self.partials;
-        let Some(mut n) = p.len().checked_sub(1) else {
-            return 0.0;
-        };
-        let mut hi = p[n];
-        let mut lo = 0.0;
-        while n > 0 {
-            n -= 1;
-            let x = hi;
-            let y = p[n];
-            hi = x + y;
-            let yr = hi - x;
-            lo = y - yr;
-            if lo != 0.0 {
-                break;
-            }
-        }
-        // Round half-even correctly when the remaining partials would tip the
-        // rounding of `hi` (the correction step of `math.fsum`).
-        if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
-            let y = lo * 2.0;
-            let x = hi + y;
-            if y == x - hi {
-                hi = x;
-            }
-        }
-        hi
+        value_of(&self.partials)
     }
 
     /// Heap bytes held, for `Accumulator::size`.
     pub fn heap_size(&self) -> usize {
         self.partials.capacity() * std::mem::size_of::<f64>()
     }
+}
+
+/// Adds `x` to a sum kept in at most two partials, smaller first (zeros are
+/// unused slots), as [`ExactSum::add`] would. Returns the partials when the
+/// exact sum needs three: the caller moves it to an [`ExactSum`] then. Most
+/// sums of money fit two partials, so per-customer sums need no allocation.
+pub fn add_small(p: &mut [f64; 2], mut x: f64) -> Option<Vec<f64>> {
+    let mut out = [0.0f64; 3];
+    let mut len = 0;
+    for y0 in p.iter().copied().filter(|v| *v != 0.0) {
+        let mut y = y0;
+        if x.abs() < y.abs() {
+            std::mem::swap(&mut x, &mut y);
+        }
+        let hi = x + y;
+        let lo = y - (hi - x);
+        if lo != 0.0 {
+            out[len] = lo;
+            len += 1;
+        }
+        x = hi;
+    }
+    out[len] = x;
+    len += 1;
+    if len <= 2 {
+        *p = [0.0; 2];
+        p[..len].copy_from_slice(&out[..len]);
+        None
+    } else {
+        Some(out.to_vec())
+    }
+}
+
+/// The exact sum of non-overlapping `partials` (smallest first), correctly
+/// rounded to the nearest `f64`.
+pub fn value_of(partials: &[f64]) -> f64 {
+    let p = partials;
+    let Some(mut n) = p.len().checked_sub(1) else {
+        return 0.0;
+    };
+    let mut hi = p[n];
+    let mut lo = 0.0;
+    while n > 0 {
+        n -= 1;
+        let x = hi;
+        let y = p[n];
+        hi = x + y;
+        let yr = hi - x;
+        lo = y - yr;
+        if lo != 0.0 {
+            break;
+        }
+    }
+    // Round half-even correctly when the remaining partials would tip the
+    // rounding of `hi` (the correction step of `math.fsum`).
+    if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
+        let y = lo * 2.0;
+        let x = hi + y;
+        if y == x - hi {
+            hi = x;
+        }
+    }
+    hi
 }
 
 #[cfg(test)]

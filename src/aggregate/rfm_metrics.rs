@@ -12,9 +12,15 @@ use datafusion::arrow::datatypes::{
     Int32Type, Int64Type, TimeUnit, UInt64Type,
 };
 use datafusion::common::utils::SingleRowListArrayBuilder;
-use datafusion::common::{Result, ScalarValue, exec_datafusion_err, internal_err};
+use datafusion::common::{
+    DataFusionError, Result, ScalarValue, exec_datafusion_err, internal_err,
+};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature,
+};
+
+use super::rfm_metrics_groups::RfmMetricsGroups;
 
 use crate::args::{
     DOC_SECTION, arity_error, cast_input, coerce_date_like, constant_days,
@@ -185,6 +191,66 @@ fn coerce(arg_types: &[DataType]) -> Result<Vec<DataType>> {
     Ok(out)
 }
 
+/// Reads the constant arguments of one call: as_of, options, and the types
+/// of the amount and order id.
+fn setup(args: &AccumulatorArgs) -> Result<Setup> {
+    let layout = layout(args.exprs.len())?;
+    let as_of_expr = &args.exprs[layout.as_of];
+    if layout.order_id.is_some()
+        && let Some(text) = physical_literal(as_of_expr).and_then(scalar_text)
+        && text.contains('=')
+    {
+        return Err(datafusion::common::plan_datafusion_err!(
+            "{NAME}: argument 4 is as_of, but got options '{text}'. Options come \
+             fifth, after order_id: rfm_metrics(order_ts, amount, NULL, as_of, '{text}')."
+        ));
+    }
+    let Some(as_of) = physical_literal(as_of_expr) else {
+        return Err(datafusion::common::plan_datafusion_err!(
+            "{NAME}: argument {} (as_of) must be a constant date; got {}. \
+             Pass a literal such as DATE '2024-06-01'.",
+            layout.as_of + 1,
+            describe(as_of_expr)
+        ));
+    };
+    let as_of = constant_days(NAME, layout.as_of + 1, "as_of", as_of)?;
+    let options = match layout.options {
+        Some(i) => constant_options(NAME, args.exprs, i)?,
+        None => String::new(),
+    };
+    let options = Options::parse(NAME, &options, &["monetary", "preset"])?;
+    let by_orders = layout
+        .order_id
+        .is_some_and(|i| args.expr_fields[i].data_type() != &DataType::Null);
+    let preset = options.choice("preset", "none", &["none", "pymc"])?;
+    if preset == "pymc" && by_orders {
+        return Err(datafusion::common::plan_datafusion_err!(
+            "{NAME}: preset=pymc counts purchase days, as PyMC-Marketing does; \
+             got an order_id column ({}). Pass NULL as order_id.",
+            describe(&args.exprs[2])
+        ));
+    }
+    let default_monetary = if preset == "pymc" { "mean" } else { "sum" };
+    let mean = options.choice("monetary", default_monetary, &["sum", "mean"])? == "mean";
+
+    let key_kind = match layout.order_id.map(|i| args.expr_fields[i].data_type()) {
+        Some(DataType::Int64) => KeyKind::Ints,
+        Some(DataType::Utf8) => KeyKind::Strings,
+        _ => KeyKind::Days,
+    };
+    Ok(Setup {
+        as_of,
+        mean,
+        decimal_scale: match args.expr_fields[1].data_type() {
+            DataType::Decimal128(_, s) => Some(*s),
+            _ => None,
+        },
+        key_kind,
+        amount_source: describe(&args.exprs[1]),
+        ts_source: describe(&args.exprs[0]),
+    })
+}
+
 impl AggregateUDFImpl for RfmMetrics {
     fn name(&self) -> &str {
         NAME
@@ -204,67 +270,18 @@ impl AggregateUDFImpl for RfmMetrics {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let layout = layout(args.exprs.len())?;
-        let as_of_expr = &args.exprs[layout.as_of];
-        if layout.order_id.is_some()
-            && let Some(text) = physical_literal(as_of_expr).and_then(scalar_text)
-            && text.contains('=')
-        {
-            return Err(datafusion::common::plan_datafusion_err!(
-                "{NAME}: argument 4 is as_of, but got options '{text}'. Options come \
-                 fifth, after order_id: rfm_metrics(order_ts, amount, NULL, as_of, '{text}')."
-            ));
-        }
-        let Some(as_of) = physical_literal(as_of_expr) else {
-            return Err(datafusion::common::plan_datafusion_err!(
-                "{NAME}: argument {} (as_of) must be a constant date; got {}. \
-                 Pass a literal such as DATE '2024-06-01'.",
-                layout.as_of + 1,
-                describe(as_of_expr)
-            ));
-        };
-        let as_of = constant_days(NAME, layout.as_of + 1, "as_of", as_of)?;
-        let options = match layout.options {
-            Some(i) => constant_options(NAME, args.exprs, i)?,
-            None => String::new(),
-        };
-        let options = Options::parse(NAME, &options, &["monetary", "preset"])?;
-        let by_orders = layout
-            .order_id
-            .is_some_and(|i| args.expr_fields[i].data_type() != &DataType::Null);
-        let preset = options.choice("preset", "none", &["none", "pymc"])?;
-        if preset == "pymc" && by_orders {
-            return Err(datafusion::common::plan_datafusion_err!(
-                "{NAME}: preset=pymc counts purchase days, as PyMC-Marketing does; \
-                 got an order_id column ({}). Pass NULL as order_id.",
-                describe(&args.exprs[2])
-            ));
-        }
-        let default_monetary = if preset == "pymc" { "mean" } else { "sum" };
-        let mean =
-            options.choice("monetary", default_monetary, &["sum", "mean"])? == "mean";
+        Ok(Box::new(RfmMetricsAccumulator::new(setup(&args)?)))
+    }
 
-        let money = match args.expr_fields[1].data_type() {
-            DataType::Decimal128(_, s) => Money::Decimal { sum: 0, scale: *s },
-            _ => Money::Float(ExactSum::default()),
-        };
-        let keys = match layout.order_id.map(|i| args.expr_fields[i].data_type()) {
-            Some(DataType::Int64) => Keys::Ints(HashSet::new()),
-            Some(DataType::Utf8) => Keys::Strings(HashSet::new()),
-            _ => Keys::Days(HashSet::new()),
-        };
-        Ok(Box::new(RfmMetricsAccumulator {
-            as_of,
-            mean,
-            amount_source: describe(&args.exprs[1]),
-            ts_source: describe(&args.exprs[0]),
-            first: None,
-            last: None,
-            money,
-            keys,
-            rows_after: 0,
-            rows_null: 0,
-        }))
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(RfmMetricsGroups::new(setup(&args)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -330,10 +347,183 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+/// What every accumulator of one call knows: the as-of date, the monetary
+/// mode, the amount and key types, and how to name the arguments in errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    pub as_of: i32,
+    pub mean: bool,
+    /// The scale of decimal amounts; `None` for DOUBLE.
+    pub decimal_scale: Option<i8>,
+    pub key_kind: KeyKind,
+    pub amount_source: String,
+    pub ts_source: String,
+}
+
+/// What `frequency` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Days,
+    Ints,
+    Strings,
+}
+
+/// One line's amount.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Amount {
+    Float(f64),
+    Decimal(i128),
+}
+
+/// One purchase line's order key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Key<'a> {
+    Day(i32),
+    Int(i64),
+    Str(&'a str),
+}
+
+/// What one input line is.
+pub(crate) enum Line<'a> {
+    /// A NULL date, amount or (given order ids) order id: counted only.
+    Null,
+    /// Dated after as_of: counted only.
+    After,
+    /// A negative amount: lowers monetary, no purchase.
+    Return(Amount),
+    /// A purchase on `day`.
+    Purchase {
+        day: i32,
+        amount: Amount,
+        key: Key<'a>,
+    },
+}
+
+impl Setup {
+    fn amount_type(&self) -> DataType {
+        match self.decimal_scale {
+            Some(scale) => DataType::Decimal128(38, scale),
+            None => DataType::Float64,
+        }
+    }
+
+    pub fn float_overflow(&self, line: Option<f64>) -> DataFusionError {
+        let line = line
+            .map(|v| format!("; got a line of {v}"))
+            .unwrap_or_default();
+        exec_datafusion_err!(
+            "{NAME}: the sum of argument 2 (amount, {}) overflows DOUBLE (beyond \
+             1.7e308){line}. Check the amounts' unit or scale them down.",
+            self.amount_source
+        )
+    }
+
+    pub fn decimal_overflow(&self) -> DataFusionError {
+        exec_datafusion_err!(
+            "{NAME}: the sum of argument 2 (amount, {}) overflows DECIMAL(38). Cast \
+             amounts to DOUBLE.",
+            self.amount_source
+        )
+    }
+
+    /// The monetary value of a group from its sum and frequency.
+    pub fn monetary_float(&self, total: f64, frequency: i64) -> Option<f64> {
+        if self.mean {
+            (frequency > 0).then(|| total / frequency as f64)
+        } else {
+            Some(total)
+        }
+    }
+
+    pub fn monetary_decimal(&self, total: i128, frequency: i64) -> Option<i128> {
+        if self.mean {
+            (frequency > 0).then(|| divide_rounded(total, frequency as i128))
+        } else {
+            Some(total)
+        }
+    }
+}
+
+/// One batch of input, cast once and read line by line.
+pub(crate) struct Lines {
+    days: Date32Array,
+    amounts: ArrayRef,
+    order_ids: Option<ArrayRef>,
+}
+
+impl Lines {
+    pub fn new(values: &[ArrayRef], setup: &Setup) -> Result<Self> {
+        let days = to_days(&values[0]).map_err(|e| {
+            exec_datafusion_err!(
+                "{NAME}: argument 1 (order_ts, {}) holds a value that is not a date: {}. \
+                 Convert strings in another format with to_date(col, '%m/%d/%Y') (rfm \
+                 report: --ts-format).",
+                setup.ts_source,
+                e.strip_backtrace()
+            )
+        })?;
+        let amounts = cast_input(&values[1], &setup.amount_type())?;
+        let order_ids = match setup.key_kind {
+            KeyKind::Ints => Some(cast_input(&values[2], &DataType::Int64)?),
+            KeyKind::Strings => Some(cast_input(&values[2], &DataType::Utf8)?),
+            KeyKind::Days => None,
+        };
+        Ok(Self {
+            days,
+            amounts,
+            order_ids,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    /// Line `row`; a NaN or infinite amount is an error.
+    pub fn line(&self, row: usize, setup: &Setup) -> Result<Line<'_>> {
+        let no_order = self.order_ids.as_ref().is_some_and(|ids| ids.is_null(row));
+        if self.days.is_null(row) || self.amounts.is_null(row) || no_order {
+            return Ok(Line::Null);
+        }
+        let day = self.days.value(row);
+        if day > setup.as_of {
+            return Ok(Line::After);
+        }
+        let (amount, is_purchase) = match setup.decimal_scale {
+            None => {
+                let v = self.amounts.as_primitive::<Float64Type>().value(row);
+                if !v.is_finite() {
+                    return Err(exec_datafusion_err!(
+                        "{NAME}: argument 2 (amount, {}) must be a finite number; got \
+                         {v}. Filter or coalesce it first.",
+                        setup.amount_source
+                    ));
+                }
+                (Amount::Float(v), v >= 0.0)
+            }
+            Some(_) => {
+                let v = self.amounts.as_primitive::<Decimal128Type>().value(row);
+                (Amount::Decimal(v), v >= 0)
+            }
+        };
+        if !is_purchase {
+            return Ok(Line::Return(amount));
+        }
+        let key = match (setup.key_kind, &self.order_ids) {
+            (KeyKind::Ints, Some(ids)) => {
+                Key::Int(ids.as_primitive::<Int64Type>().value(row))
+            }
+            (KeyKind::Strings, Some(ids)) => Key::Str(ids.as_string::<i32>().value(row)),
+            _ => Key::Day(day),
+        };
+        Ok(Line::Purchase { day, amount, key })
+    }
+}
+
 #[derive(Debug)]
 enum Money {
     Float(ExactSum),
-    Decimal { sum: i128, scale: i8 },
+    Decimal(i128),
 }
 
 #[derive(Debug)]
@@ -344,11 +534,34 @@ enum Keys {
 }
 
 impl Keys {
+    fn new(kind: KeyKind) -> Self {
+        match kind {
+            KeyKind::Days => Keys::Days(HashSet::new()),
+            KeyKind::Ints => Keys::Ints(HashSet::new()),
+            KeyKind::Strings => Keys::Strings(HashSet::new()),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Keys::Days(s) => s.len(),
             Keys::Ints(s) => s.len(),
             Keys::Strings(s) => s.len(),
+        }
+    }
+
+    fn insert(&mut self, key: Key<'_>) {
+        match (self, key) {
+            (Keys::Days(s), Key::Day(d)) => {
+                s.insert(d);
+            }
+            (Keys::Ints(s), Key::Int(i)) => {
+                s.insert(i);
+            }
+            (Keys::Strings(s), Key::Str(id)) if !s.contains(id) => {
+                s.insert(id.to_string());
+            }
+            _ => {}
         }
     }
 
@@ -375,13 +588,11 @@ impl Keys {
     }
 }
 
-/// Per-group state of [`RfmMetrics`].
+/// Per-group state of [`RfmMetrics`] when DataFusion aggregates row by row
+/// (without grouping, or as the reference the grouped form is tested against).
 #[derive(Debug)]
 struct RfmMetricsAccumulator {
-    as_of: i32,
-    mean: bool,
-    amount_source: String,
-    ts_source: String,
+    setup: Setup,
     first: Option<i32>,
     last: Option<i32>,
     money: Money,
@@ -391,100 +602,58 @@ struct RfmMetricsAccumulator {
 }
 
 impl RfmMetricsAccumulator {
+    fn new(setup: Setup) -> Self {
+        Self {
+            money: match setup.decimal_scale {
+                Some(_) => Money::Decimal(0),
+                None => Money::Float(ExactSum::default()),
+            },
+            keys: Keys::new(setup.key_kind),
+            setup,
+            first: None,
+            last: None,
+            rows_after: 0,
+            rows_null: 0,
+        }
+    }
+
     fn add_purchase_day(&mut self, day: i32) {
         self.first = Some(self.first.map_or(day, |f| f.min(day)));
         self.last = Some(self.last.map_or(day, |l| l.max(day)));
     }
 
-    fn non_finite(&self, value: f64) -> datafusion::common::DataFusionError {
-        exec_datafusion_err!(
-            "{NAME}: argument 2 (amount, {}) must be a finite number; got {value}. \
-             Filter or coalesce it first.",
-            self.amount_source
-        )
+    fn add_money(&mut self, amount: Amount) -> Result<()> {
+        match (&mut self.money, amount) {
+            (Money::Float(sum), Amount::Float(v)) => {
+                sum.add(v);
+                if sum.overflowed() {
+                    return Err(self.setup.float_overflow(Some(v)));
+                }
+            }
+            (Money::Decimal(sum), Amount::Decimal(v)) => {
+                *sum = sum
+                    .checked_add(v)
+                    .ok_or_else(|| self.setup.decimal_overflow())?;
+            }
+            _ => return internal_err!("{NAME}: amount of another type than the state"),
+        }
+        Ok(())
     }
 }
 
 impl Accumulator for RfmMetricsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let days = to_days(&values[0]).map_err(|e| {
-            exec_datafusion_err!(
-                "{NAME}: argument 1 (order_ts, {}) holds a value that is not a date: {}. \
-                 Convert strings in another format with to_date(col, '%m/%d/%Y') (rfm \
-                 report: --ts-format).",
-                self.ts_source,
-                e.strip_backtrace()
-            )
-        })?;
-        let amount_type = match &self.money {
-            Money::Float(_) => DataType::Float64,
-            Money::Decimal { scale, .. } => DataType::Decimal128(38, *scale),
-        };
-        let amounts = cast_input(&values[1], &amount_type)?;
-        let order_ids = match &self.keys {
-            Keys::Ints(_) => Some(cast_input(&values[2], &DataType::Int64)?),
-            Keys::Strings(_) => Some(cast_input(&values[2], &DataType::Utf8)?),
-            Keys::Days(_) => None,
-        };
-        let order_ids = order_ids.as_ref();
-        for row in 0..days.len() {
-            let no_order = order_ids.is_some_and(|ids| ids.is_null(row));
-            if days.is_null(row) || amounts.is_null(row) || no_order {
-                self.rows_null += 1;
-                continue;
-            }
-            let day = days.value(row);
-            if day > self.as_of {
-                self.rows_after += 1;
-                continue;
-            }
-            let is_purchase = match &mut self.money {
-                Money::Float(sum) => {
-                    let v = amounts.as_primitive::<Float64Type>().value(row);
-                    if !v.is_finite() {
-                        return Err(self.non_finite(v));
-                    }
-                    sum.add(v);
-                    if sum.overflowed() {
-                        return Err(exec_datafusion_err!(
-                            "{NAME}: the sum of argument 2 (amount, {}) overflows DOUBLE \
-                             (beyond 1.7e308); got a line of {v}. Check the amounts' unit \
-                             or scale them down.",
-                            self.amount_source
-                        ));
-                    }
-                    v >= 0.0
+        let lines = Lines::new(values, &self.setup)?;
+        for row in 0..lines.len() {
+            match lines.line(row, &self.setup)? {
+                Line::Null => self.rows_null += 1,
+                Line::After => self.rows_after += 1,
+                Line::Return(amount) => self.add_money(amount)?,
+                Line::Purchase { day, amount, key } => {
+                    self.add_money(amount)?;
+                    self.add_purchase_day(day);
+                    self.keys.insert(key);
                 }
-                Money::Decimal { sum, .. } => {
-                    let v = amounts.as_primitive::<Decimal128Type>().value(row);
-                    *sum = sum.checked_add(v).ok_or_else(|| {
-                        exec_datafusion_err!(
-                            "{NAME}: the sum of argument 2 (amount, {}) overflows \
-                             DECIMAL(38); got a line of {v} (unscaled). Cast amounts to DOUBLE.",
-                            self.amount_source
-                        )
-                    })?;
-                    v >= 0
-                }
-            };
-            if !is_purchase {
-                continue;
-            }
-            self.add_purchase_day(day);
-            match (&mut self.keys, order_ids) {
-                (Keys::Days(s), _) => {
-                    s.insert(day);
-                }
-                (Keys::Ints(s), Some(ids)) => {
-                    s.insert(ids.as_primitive::<Int64Type>().value(row));
-                }
-                (Keys::Strings(s), Some(ids)) => {
-                    let id = ids.as_string::<i32>().value(row);
-                    if !s.contains(id) {
-                        s.insert(id.to_string());
-                    }
-                }
-                _ => {}
             }
         }
         Ok(())
@@ -493,40 +662,26 @@ impl Accumulator for RfmMetricsAccumulator {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let frequency = self.keys.len() as i64;
         let monetary: ArrayRef = match &self.money {
-            Money::Float(sum) => {
-                let total = sum.value();
-                let v = if self.mean {
-                    (frequency > 0).then(|| total / frequency as f64)
-                } else {
-                    Some(total)
-                };
-                Arc::new(Float64Array::from(vec![v]))
-            }
-            Money::Decimal { sum, scale } => {
-                let v = if self.mean {
-                    (frequency > 0).then(|| divide_rounded(*sum, frequency as i128))
-                } else {
-                    Some(*sum)
-                };
-                Arc::new(
-                    Decimal128Array::from(vec![v])
-                        .with_precision_and_scale(38, *scale)?,
-                )
-            }
+            Money::Float(sum) => Arc::new(Float64Array::from(vec![
+                self.setup.monetary_float(sum.value(), frequency),
+            ])),
+            Money::Decimal(sum) => Arc::new(
+                Decimal128Array::from(vec![self.setup.monetary_decimal(*sum, frequency)])
+                    .with_precision_and_scale(
+                        38,
+                        self.setup.decimal_scale.unwrap_or(0),
+                    )?,
+            ),
         };
-        let days_to = |d: Option<i32>| d.map(|d| self.as_of - d);
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int32Array::from(vec![days_to(self.last)])),
-            Arc::new(Int64Array::from(vec![frequency])),
+        let array = metrics_array(
+            self.setup.as_of,
+            vec![self.last],
+            vec![frequency],
             monetary,
-            Arc::new(Date32Array::from(vec![self.first])),
-            Arc::new(Date32Array::from(vec![self.last])),
-            Arc::new(Int32Array::from(vec![days_to(self.first)])),
-            Arc::new(Int64Array::from(vec![self.rows_after as i64])),
-            Arc::new(Int64Array::from(vec![self.rows_null as i64])),
-        ];
-        let fields = metrics_fields(columns[2].data_type().clone());
-        let array = StructArray::try_new(fields, columns, None)?;
+            vec![self.first],
+            vec![self.rows_after as i64],
+            vec![self.rows_null as i64],
+        )?;
         ScalarValue::try_from_array(&array, 0)
     }
 
@@ -538,9 +693,9 @@ impl Accumulator for RfmMetricsAccumulator {
         };
         let money = match &self.money {
             Money::Float(sum) => sum.heap_size(),
-            Money::Decimal { .. } => 0,
+            Money::Decimal(_) => 0,
         };
-        std::mem::size_of_val(self) + keys + money + self.amount_source.capacity()
+        std::mem::size_of_val(self) + keys + money + self.setup.amount_source.capacity()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -550,9 +705,11 @@ impl Accumulator for RfmMetricsAccumulator {
                     Arc::new(Float64Array::from(sum.partials().to_vec()));
                 SingleRowListArrayBuilder::new(partials).build_list_scalar()
             }
-            Money::Decimal { sum, scale } => {
-                ScalarValue::Decimal128(Some(*sum), 38, *scale)
-            }
+            Money::Decimal(sum) => ScalarValue::Decimal128(
+                Some(*sum),
+                38,
+                self.setup.decimal_scale.unwrap_or(0),
+            ),
         };
         Ok(vec![
             ScalarValue::Date32(self.first),
@@ -590,24 +747,16 @@ impl Accumulator for RfmMetricsAccumulator {
                         let partials = list.value(row);
                         sum.merge(partials.as_primitive::<Float64Type>().values());
                         if sum.overflowed() {
-                            return Err(exec_datafusion_err!(
-                                "{NAME}: the sum of argument 2 (amount, {}) overflows DOUBLE \
-                                 (beyond 1.7e308). Check the amounts' unit or scale them down.",
-                                self.amount_source
-                            ));
+                            return Err(self.setup.float_overflow(None));
                         }
                     }
                 }
-                Money::Decimal { sum, .. } => {
+                Money::Decimal(sum) => {
                     let v = money.as_primitive::<Decimal128Type>();
                     if v.is_valid(row) {
-                        *sum = sum.checked_add(v.value(row)).ok_or_else(|| {
-                            exec_datafusion_err!(
-                                "{NAME}: the sum of argument 2 (amount, {}) overflows \
-                                 DECIMAL(38). Cast amounts to DOUBLE.",
-                                self.amount_source
-                            )
-                        })?;
+                        *sum = sum
+                            .checked_add(v.value(row))
+                            .ok_or_else(|| self.setup.decimal_overflow())?;
                     }
                 }
             }
@@ -619,6 +768,40 @@ impl Accumulator for RfmMetricsAccumulator {
         }
         Ok(())
     }
+}
+
+/// A row accumulator for `setup`, the reference the grouped form is tested
+/// against.
+#[cfg(test)]
+pub(crate) fn row_accumulator(setup: Setup) -> Box<dyn Accumulator> {
+    Box::new(RfmMetricsAccumulator::new(setup))
+}
+
+/// The result struct array from per-group columns.
+pub(crate) fn metrics_array(
+    as_of: i32,
+    last: Vec<Option<i32>>,
+    frequency: Vec<i64>,
+    monetary: ArrayRef,
+    first: Vec<Option<i32>>,
+    rows_after: Vec<i64>,
+    rows_null: Vec<i64>,
+) -> Result<StructArray> {
+    let days_to = |days: &[Option<i32>]| -> Int32Array {
+        days.iter().map(|d| d.map(|d| as_of - d)).collect()
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(days_to(&last)),
+        Arc::new(Int64Array::from(frequency)),
+        Arc::clone(&monetary),
+        Arc::new(Date32Array::from(first.clone())),
+        Arc::new(Date32Array::from(last)),
+        Arc::new(days_to(&first)),
+        Arc::new(Int64Array::from(rows_after)),
+        Arc::new(Int64Array::from(rows_null)),
+    ];
+    let fields = metrics_fields(monetary.data_type().clone());
+    Ok(StructArray::try_new(fields, columns, None)?)
 }
 
 /// `a / b` rounded half away from zero, for the decimal mean.
@@ -636,19 +819,15 @@ fn divide_rounded(a: i128, b: i128) -> i128 {
 mod tests {
     use super::*;
 
-    fn accumulator(mean: bool, keys: Keys) -> RfmMetricsAccumulator {
-        RfmMetricsAccumulator {
+    fn accumulator(mean: bool, key_kind: KeyKind) -> RfmMetricsAccumulator {
+        RfmMetricsAccumulator::new(Setup {
             as_of: 100,
             mean,
+            decimal_scale: None,
+            key_kind,
             amount_source: "column amount".into(),
             ts_source: "column day".into(),
-            first: None,
-            last: None,
-            money: Money::Float(ExactSum::default()),
-            keys,
-            rows_after: 0,
-            rows_null: 0,
-        }
+        })
     }
 
     fn batch(
@@ -687,13 +866,13 @@ mod tests {
         ];
         let ids = [Some(1), Some(2), Some(3), Some(4), Some(5), Some(2)];
 
-        let mut whole = accumulator(false, Keys::Ints(HashSet::new()));
+        let mut whole = accumulator(false, KeyKind::Ints);
         whole.update_batch(&batch(&days, &amounts, &ids)).unwrap();
 
-        let mut left = accumulator(false, Keys::Ints(HashSet::new()));
+        let mut left = accumulator(false, KeyKind::Ints);
         left.update_batch(&batch(&days[..3], &amounts[..3], &ids[..3]))
             .unwrap();
-        let mut right = accumulator(false, Keys::Ints(HashSet::new()));
+        let mut right = accumulator(false, KeyKind::Ints);
         right
             .update_batch(&batch(&days[3..], &amounts[3..], &ids[3..]))
             .unwrap();
@@ -716,7 +895,7 @@ mod tests {
 
     #[test]
     fn nan_amount_is_an_error_naming_the_column() {
-        let mut acc = accumulator(false, Keys::Days(HashSet::new()));
+        let mut acc = accumulator(false, KeyKind::Days);
         let err = acc
             .update_batch(&batch(&[Some(1)], &[Some(f64::NAN)], &[None]))
             .unwrap_err()
