@@ -56,9 +56,6 @@ pub struct CsvOptions {
     pub header: bool,
     /// Quote character.
     pub quote: u8,
-    /// A regular expression for values that mean NULL (for example `^(NA|)$`);
-    /// by default only empty fields are NULL.
-    pub null_regex: Option<String>,
     /// How many rows schema inference reads from each file.
     pub infer_rows: usize,
 }
@@ -69,7 +66,6 @@ impl Default for CsvOptions {
             delimiter: None,
             header: true,
             quote: b'"',
-            null_regex: None,
             infer_rows: 1000,
         }
     }
@@ -297,7 +293,8 @@ fn listing_url(location: &str) -> Result<ListingTableUrl> {
             let cut = path[..at].rfind('/').map_or(0, |i| i + 1);
             let mut base = url.clone();
             base.set_path(&path[..cut]);
-            let pattern = glob::Pattern::new(path).map_err(|e| {
+            // DataFusion matches the glob against the path below the base.
+            let pattern = glob::Pattern::new(&path[cut..]).map_err(|e| {
                 plan_datafusion_err!("'{location}': bad glob pattern: {e}")
             })?;
             ListingTableUrl::try_new(base, Some(pattern))
@@ -414,7 +411,7 @@ pub async fn open_table(
             return Err(plan_datafusion_err!(
                 "table '{name}': cannot tell the format of '{}' from its name. Pass the \
                  format (parquet, csv or ndjson).",
-                first.location
+                shown(&url, &first.location)
             ));
         }
         (Format::Auto, Some((ext, format, compression))) => (format, ext, compression),
@@ -424,6 +421,7 @@ pub async fn open_table(
         // A declared format reads every file, whatever its name.
         (given, _) => (given, "", FileCompressionType::UNCOMPRESSED),
     };
+    check_files(name, location, &url, &files, extension)?;
     let file_format: Arc<dyn FileFormat> = match format {
         Format::Parquet | Format::Auto => Arc::new(ParquetFormat::default()),
         Format::Csv => {
@@ -433,15 +431,12 @@ pub async fn open_table(
             } else {
                 b','
             });
-            let mut f = CsvFormat::default()
+            let f = CsvFormat::default()
                 .with_has_header(csv.header)
                 .with_delimiter(delimiter)
                 .with_quote(csv.quote)
                 .with_schema_infer_max_rec(csv.infer_rows)
                 .with_file_compression_type(compression);
-            if let Some(regex) = &csv.null_regex {
-                f = f.with_null_regex(Some(regex.clone()));
-            }
             Arc::new(f)
         }
         Format::Ndjson => {
@@ -455,6 +450,7 @@ pub async fn open_table(
         .await
         .map_err(context)?;
     if !partitions.is_empty() {
+        check_layout(name, &url, &files, partitions.len())?;
         log::debug!("table {name}: hive partition columns {partitions:?}");
         listing = listing.with_table_partition_cols(
             partitions
@@ -468,6 +464,7 @@ pub async fn open_table(
         Err(e) => {
             return Err(explain_schema_failure(
                 name,
+                &url,
                 &state,
                 &store,
                 &file_format,
@@ -477,6 +474,9 @@ pub async fn open_table(
             .await);
         }
     };
+    if format == Format::Csv && options.csv.header && files.len() > 1 {
+        check_headers(name, &url, &state, &store, &file_format, &files).await?;
+    }
     if format != Format::Parquet && !options.text_columns.is_empty() {
         schema = as_text(&schema, &options.text_columns);
     }
@@ -484,6 +484,110 @@ pub async fn open_table(
         .with_listing_options(listing)
         .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config).map_err(context)?))
+}
+
+/// Refuses a table whose files would be read in part: data files with
+/// another extension (or the same one in other letter case) than the one
+/// that decides the format.
+fn check_files(
+    name: &str,
+    location: &str,
+    url: &ListingTableUrl,
+    files: &[object_store::ObjectMeta],
+    extension: &str,
+) -> Result<()> {
+    if extension.is_empty() {
+        return Ok(());
+    }
+    let other = files.iter().find(|f| {
+        let path = f.location.as_ref();
+        !path.ends_with(extension) && known_extension(path).is_some()
+    });
+    match other {
+        Some(file) => Err(plan_datafusion_err!(
+            "table '{name}': '{location}' mixes file types: '{}' is not a {extension} \
+             file like the others, and would be left out. Read each type as its own \
+             table, or pass a glob such as '{}*{extension}'.",
+            shown(url, &file.location),
+            location.trim_end_matches('/').to_string() + "/"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a partitioned folder with files outside its `key=value/` layout,
+/// which DataFusion would leave out.
+fn check_layout(
+    name: &str,
+    url: &ListingTableUrl,
+    files: &[object_store::ObjectMeta],
+    depth: usize,
+) -> Result<()> {
+    for file in files {
+        let Some(parts) = url.strip_prefix(&file.location) else {
+            continue;
+        };
+        let parts: Vec<&str> = parts.collect();
+        let folders = &parts[..parts.len().saturating_sub(1)];
+        if folders.len() != depth || !folders.iter().all(|p| p.contains('=')) {
+            return Err(plan_datafusion_err!(
+                "table '{name}': '{}' is outside the key=value/ folder layout of the \
+                 other files and would be left out. Move it, or read it as its own \
+                 table.",
+                shown(url, &file.location)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses CSV files whose headers name the columns in another order: the
+/// reader matches columns by position, so their values would land in the
+/// wrong columns.
+async fn check_headers(
+    name: &str,
+    url: &ListingTableUrl,
+    state: &dyn Session,
+    store: &Arc<dyn ObjectStore>,
+    format: &Arc<dyn FileFormat>,
+    files: &[object_store::ObjectMeta],
+) -> Result<()> {
+    let mut first: Option<(Vec<String>, &object_store::ObjectMeta)> = None;
+    for meta in files.iter().take(1000) {
+        let Ok(schema) = format
+            .infer_schema(state, store, std::slice::from_ref(meta))
+            .await
+        else {
+            continue; // schema inference of the table names the file
+        };
+        let names: Vec<String> =
+            schema.fields().iter().map(|f| f.name().clone()).collect();
+        match &first {
+            None => first = Some((names, meta)),
+            Some((expected, seen)) if *expected != names => {
+                return Err(plan_datafusion_err!(
+                    "table '{name}': the CSV headers differ: '{}' has columns {} and \
+                     '{}' has {}. Columns are read by position, so rewrite the files \
+                     with one header or read them as separate tables.",
+                    shown(url, &seen.location),
+                    expected.join(", "),
+                    shown(url, &meta.location),
+                    names.join(", ")
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// An object's location as the user would write it: a local path, or a URL.
+fn shown(url: &ListingTableUrl, path: &ObjectPath) -> String {
+    if url.scheme() == "file" {
+        format!("/{path}")
+    } else {
+        format!("{}{path}", url.object_store().as_str())
+    }
 }
 
 /// `schema` with `columns` turned into strings.
@@ -509,6 +613,7 @@ fn as_text(schema: &SchemaRef, columns: &[String]) -> SchemaRef {
 /// that cannot be read, or one whose schema does not fit the others.
 async fn explain_schema_failure(
     name: &str,
+    url: &ListingTableUrl,
     state: &dyn Session,
     store: &Arc<dyn ObjectStore>,
     format: &Arc<dyn FileFormat>,
@@ -525,7 +630,7 @@ async fn explain_schema_failure(
                 return plan_datafusion_err!(
                     "table '{name}': cannot read file '{}': {}. Replace or remove the \
                      file.",
-                    meta.location,
+                    shown(url, &meta.location),
                     plain(&e)
                 );
             }
@@ -537,8 +642,8 @@ async fn explain_schema_failure(
                             "table '{name}': the files do not share one schema: '{}' \
                              and '{}' differ ({diff}). Read them as separate tables or \
                              rewrite one.",
-                            seen.location,
-                            meta.location
+                            shown(url, &seen.location),
+                            shown(url, &meta.location)
                         );
                     }
                 }

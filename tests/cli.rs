@@ -224,7 +224,9 @@ fn usage_errors_exit_2_with_a_message() {
         2,
     );
     assert!(
-        stderr.contains("--as-of must be a date as YYYY-MM-DD; got 'June 1st'"),
+        stderr.contains(
+            "--as-of must be a date as YYYY-MM-DD, e.g. 2024-06-01; got 'June 1st'"
+        ),
         "{stderr}"
     );
 
@@ -592,7 +594,10 @@ fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
         args.extend(extra);
         rfm(&args)
     };
-    let (_, stderr) = expect(report(&["--as-of", "2024-06-01"]), 1);
+    let (_, stderr) = expect(
+        report(&["--as-of", "2024-06-01", "--csv-infer-rows", "1000"]),
+        1,
+    );
     // The reader names the first bad value it meets, its line and its row.
     assert!(
         stderr.contains("'someday'") && stderr.contains("line 1502"),
@@ -602,6 +607,10 @@ fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
     assert!(!out.exists());
 
     let (stdout, _) = expect(report(&["--as-of", "2024-06-01", "--bad-rows", "skip"]), 0);
+    // With the bad value among the rows inference reads, the column is text.
+    let (_, stderr) = expect(report(&["--as-of", "2024-06-01"]), 2);
+    assert!(stderr.contains("column 'amount' holds text"), "{stderr}");
+    assert!(stderr.contains("--bad-rows skip"), "{stderr}");
     assert!(
         stdout.contains("1503 input rows, 1500 customers"),
         "{stdout}"
@@ -742,4 +751,118 @@ fn partitioned_folders_compressed_csv_and_time_zones() {
         stdout,
         "customer_id,last_purchase\n1,2024-05-30\n2,2024-06-01\n"
     );
+}
+
+#[test]
+fn inputs_read_in_part_or_overwritten_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    std::fs::create_dir(d("in")).unwrap();
+    std::fs::copy(
+        "data/cdnow/cdnow_master.parquet",
+        d("in").join("tx.parquet"),
+    )
+    .unwrap();
+    // An output the input glob matches.
+    let glob = format!("{}/*.parquet", s(&d("in")));
+    let target = d("in").join("tx.parquet");
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            &glob,
+            "-o",
+            s(&target),
+            "--ts",
+            "order_date",
+            "--as-of",
+            "1998-07-01",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("would overwrite the input"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read("data/cdnow/cdnow_master.parquet").unwrap()
+    );
+
+    // A folder mixing file types, and CSV headers in another order.
+    std::fs::create_dir(d("mixed")).unwrap();
+    write(
+        &d("mixed").join("a.csv"),
+        "customer_id,order_ts,amount\n1,2024-01-01,5\n",
+    );
+    write(
+        &d("mixed").join("b.CSV"),
+        "customer_id,order_ts,amount\n2,2024-01-01,5\n",
+    );
+    let table = format!("t={}", s(&d("mixed")));
+    let (_, stderr) = expect(rfm(&["sql", "-t", &table, "SELECT * FROM t"]), 2);
+    assert!(
+        stderr.contains("mixes file types") && stderr.contains("b.CSV"),
+        "{stderr}"
+    );
+    std::fs::rename(d("mixed").join("b.CSV"), d("mixed").join("b.csv")).unwrap();
+    write(
+        &d("mixed").join("b.csv"),
+        "customer_id,amount,order_ts\n2,5,2024-01-01\n",
+    );
+    let (_, stderr) = expect(rfm(&["sql", "-t", &table, "SELECT * FROM t"]), 2);
+    assert!(stderr.contains("the CSV headers differ"), "{stderr}");
+}
+
+#[test]
+fn partitioned_output_keeps_customers_without_a_segment_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.csv");
+    // Customers 90-99 only returned goods: no purchase, no segment.
+    let mut text = String::from("customer_id,order_ts,amount\n");
+    for i in 0..100 {
+        let amount = if i >= 90 { -5.0 } else { 10.0 + i as f64 };
+        text.push_str(&format!("{i},2024-0{}-1{},{amount}\n", 1 + i % 5, i % 10));
+    }
+    write(&input, &text);
+    let out = dir.path().join("by_segment");
+    let (stdout, _) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--as-of",
+            "2024-06-30",
+            "--partition-by",
+            "segment",
+            "--map",
+            "Top: r>=4; Rest: *",
+        ]),
+        0,
+    );
+    let table = format!("c={}", s(&out));
+    let (files, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &table,
+            "--format",
+            "csv",
+            "SELECT segment, count(*) AS n, count(r) AS scored FROM c \
+             GROUP BY segment ORDER BY segment",
+        ]),
+        0,
+    );
+    let lines: Vec<&str> = files.lines().collect();
+    assert_eq!(lines[0], "segment,n,scored");
+    assert_eq!(lines[1], "(no purchase),10,0", "{files}");
+    // The files hold what the summary counts.
+    for line in &lines[2..] {
+        let mut parts = line.split(',');
+        let (segment, n) = (parts.next().unwrap(), parts.next().unwrap());
+        assert!(
+            stdout.contains(&format!("| {segment:<13} | {n:<9} |")),
+            "{segment} {n}\n{stdout}"
+        );
+        assert_eq!(parts.next().unwrap(), n, "unscored customers in {segment}");
+    }
 }

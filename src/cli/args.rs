@@ -14,7 +14,7 @@ pub struct Cli {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 a query or the report failed, \
-2 bad usage or unreadable input. Logs go to stderr; set RUST_LOG=debug for more.";
+2 bad usage or unreadable input, 130 interrupted (no partial output is left). Logs go to stderr; set RUST_LOG=debug for more.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -91,10 +91,10 @@ pub struct ReadArgs {
     #[arg(long, default_value = "\"")]
     pub csv_quote: char,
 
-    /// A regular expression for CSV values that mean NULL, e.g. '^(NA|NULL)$'
-    /// [default: only empty fields].
-    #[arg(long, value_name = "REGEX")]
-    pub csv_null: Option<String>,
+    /// Rows of each CSV file that type inference reads; a later value of
+    /// another type fails the run (or, in the report, is a bad row).
+    #[arg(long, value_name = "ROWS", default_value_t = 10_000)]
+    pub csv_infer_rows: usize,
 
     /// Object-store option KEY=VALUE over the environment (AWS_*, GOOGLE_*,
     /// AZURE_*), in the object_store spelling: aws_endpoint, aws_region,
@@ -175,7 +175,8 @@ pub struct ReportArgs {
     pub output: String,
 
     /// Write the output as a folder of Parquet files partitioned by these
-    /// columns (e.g. segment), laid out as segment=Champions/part-0.parquet.
+    /// columns (e.g. segment), laid out as segment=Champions/<name>.parquet;
+    /// customers without a segment go to segment=(no purchase)/.
     #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
     pub partition_by: Vec<String>,
 

@@ -108,6 +108,23 @@ pub fn say(line: &str) -> CliResult {
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
 async fn stop_requested() {
+    loop {
+        signal_received().await;
+        if COMMITTING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return;
+        }
+        // Stopping halfway through replacing an output in a store would
+        // leave old and new files mixed: the commit, and the run, finish.
+        eprintln!("rfm: the output is being committed; it will be completed first");
+    }
+}
+
+/// Commits in progress; while there is one, a stop request waits for it.
+pub static COMMITTING: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn signal_received() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -197,8 +214,8 @@ pub fn main() -> ExitCode {
         };
         tokio::select! {
             biased;
-            _ = stop_requested() => Err(CliError::Interrupted),
             result = command => result,
+            _ = stop_requested() => Err(CliError::Interrupted),
         }
     });
     runtime.shutdown_background();

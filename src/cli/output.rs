@@ -149,6 +149,7 @@ impl Staged {
     /// all. A partitioned folder in a store is uploaded file by file, then the
     /// previous run's files are deleted.
     pub async fn commit(mut self) -> CliResult {
+        let _shield = CommitShield::new();
         let shown = self.target.display();
         let failed = |e: &dyn std::fmt::Display| {
             CliError::Failed(format!("cannot write output '{shown}': {e}"))
@@ -175,6 +176,22 @@ impl Staged {
         }
         self.committed = true;
         Ok(())
+    }
+}
+
+/// Marks a commit in progress, so a stop request lets it finish.
+struct CommitShield;
+
+impl CommitShield {
+    fn new() -> Self {
+        super::COMMITTING.fetch_add(1, Ordering::SeqCst);
+        CommitShield
+    }
+}
+
+impl Drop for CommitShield {
+    fn drop(&mut self) {
+        super::COMMITTING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -13,7 +13,11 @@ use datafusion_rfm::pipeline::{
 };
 
 use super::args::{OfferArgs, OutputFormat, ReportArgs, ScoringArgs};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Column;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::logical_expr::{Expr, cast, col, lit};
 use datafusion_rfm::pipeline::OUTPUT_COLUMNS;
 
 use super::args::BadRows;
@@ -77,6 +81,16 @@ pub async fn run(args: ReportArgs) -> CliResult {
         .map_err(|e| match e {
             // A value the scan or the pipeline cannot parse: say where, and
             // how to go on without the row.
+            CliError::Usage(m)
+                if !skipping && m.contains("must be numeric; got type Utf8") =>
+            {
+                CliError::Usage(format!(
+                    "column '{}' holds text, so some value in it is not a number (input \
+                     '{}'). Fix the values, or pass --bad-rows skip to leave such rows \
+                     out and count them.",
+                    args.scoring.amount, args.input
+                ))
+            }
             CliError::Failed(m) if !skipping && m.contains("pars") => {
                 CliError::Failed(format!(
                     "{m} (input '{}'). Fix the value, or pass --bad-rows skip to leave \
@@ -105,10 +119,21 @@ fn first_count(batches: &[RecordBatch], column: usize) -> i64 {
 
 /// The pipeline spec the flags describe.
 fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
-    let as_of =
-        NaiveDate::parse_from_str(args.as_of.trim(), "%Y-%m-%d").map_err(|e| {
+    let text = args.as_of.trim();
+    let shape_ok = text.len() == 10
+        && text.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let as_of = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| shape_ok)
+        .ok_or_else(|| {
             CliError::Usage(format!(
-                "--as-of must be a date as YYYY-MM-DD; got '{}' ({e}).",
+                "--as-of must be a date as YYYY-MM-DD, e.g. 2024-06-01; got '{}'.",
                 args.as_of
             ))
         })?;
@@ -305,6 +330,14 @@ pub async fn run_report(
             }
         ))?;
     }
+    let dated = first_count(&counts, 0) - null_customers - total(1);
+    if dated > 0 && total(0) == dated {
+        eprintln!(
+            "rfm: warning: every dated row is after the as-of date {}; check --as-of, \
+             and --ts-unit or --ts-format for the date column.",
+            scoring.as_of.trim()
+        );
+    }
     emit(&schema, &batches, OutputFormat::Table, None).await?;
     if let (Some((schema, batches)), Some((_, target))) = (offer_summary, offers) {
         say(&format!(
@@ -326,8 +359,27 @@ async fn split_into_partitions(
     let staged = Staged::create_dir(target)?;
     let folder = format!("{}/", staged.temp_path().to_string_lossy());
     let options = DataFrameWriteOptions::new().with_partition_by(columns.to_vec());
-    ctx.table("customers")
-        .await?
+    // Folder names are text, and a NULL would not come back as NULL: name it.
+    let table = ctx.table("customers").await?;
+    let values: Vec<Expr> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = col(Column::new_unqualified(f.name()));
+            if !columns.contains(f.name()) {
+                return c;
+            }
+            let none = if f.name() == "segment" {
+                "(no purchase)"
+            } else {
+                "__HIVE_DEFAULT_PARTITION__"
+            };
+            coalesce(vec![cast(c, DataType::Utf8), lit(none)]).alias(f.name())
+        })
+        .collect();
+    table
+        .select(values)?
         .write_parquet(&folder, options, None)
         .await?;
     Ok(staged)

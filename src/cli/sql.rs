@@ -81,15 +81,27 @@ fn format_of(path: Option<&Path>) -> OutputFormat {
 pub fn refuse_overwrite(output: &str, name: &str, input: &str) -> CliResult {
     let same = if datafusion_rfm::storage::is_remote(output) {
         let folder = format!("{}/", input.trim_end_matches('/'));
-        output == input || output.starts_with(&folder)
+        output == input || output.starts_with(&folder) || glob_matches(input, output)
     } else {
-        match (
-            Path::new(output).canonicalize(),
-            Path::new(input).canonicalize(),
-        ) {
-            (Ok(out), Ok(inp)) => out == inp || (inp.is_dir() && out.starts_with(&inp)),
-            _ => false,
-        }
+        let absolute = |p: &str| {
+            std::path::absolute(p)
+                .map_or_else(|_| p.to_string(), |a| a.display().to_string())
+        };
+        let by_glob = glob_matches(input, output)
+            || glob_matches(&absolute(input), &absolute(output))
+            || Path::new(output).canonicalize().is_ok_and(|out| {
+                glob_matches(&absolute(input), &out.display().to_string())
+            });
+        by_glob
+            || match (
+                Path::new(output).canonicalize(),
+                Path::new(input).canonicalize(),
+            ) {
+                (Ok(out), Ok(inp)) => {
+                    out == inp || (inp.is_dir() && out.starts_with(&inp))
+                }
+                _ => false,
+            }
     };
     if same {
         return Err(CliError::Usage(format!(
@@ -98,6 +110,22 @@ pub fn refuse_overwrite(output: &str, name: &str, input: &str) -> CliResult {
         )));
     }
     Ok(())
+}
+
+/// Whether `input` is a glob that `output` (or a file inside it) matches.
+fn glob_matches(input: &str, output: &str) -> bool {
+    if !input.contains(['*', '?', '[']) {
+        return false;
+    }
+    let Ok(pattern) = glob::Pattern::new(input) else {
+        return false;
+    };
+    let options = glob::MatchOptions {
+        require_literal_separator: false,
+        ..Default::default()
+    };
+    pattern.matches_with(output, options)
+        || pattern.matches_with(&format!("{}/x", output.trim_end_matches('/')), options)
 }
 
 /// Reads all of stdin off the async threads, so Ctrl-C still stops the run.

@@ -55,8 +55,7 @@ pub fn read_options(args: &ReadArgs) -> CliResult<ReadOptions> {
                 .transpose()?,
             header: !args.csv_no_header,
             quote: ascii("--csv-quote", args.csv_quote)?,
-            null_regex: args.csv_null.clone(),
-            ..CsvOptions::default()
+            infer_rows: args.csv_infer_rows,
         },
         storage,
         text_columns: Vec::new(),
