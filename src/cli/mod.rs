@@ -179,6 +179,42 @@ fn parse_size(text: &str) -> CliResult<usize> {
     }
 }
 
+/// Where the last panic happened and what it said.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records panics instead of printing them (`RUST_LOG=debug` prints them).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        log::debug!("panic: {message}{place}");
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            last.get_or_insert(format!("{message}{place}"));
+        }
+    }));
+}
+
+fn panic_message() -> String {
+    let what = LAST_PANIC
+        .lock()
+        .ok()
+        .and_then(|last| last.clone())
+        .unwrap_or_else(|| "no message".into());
+    format!(
+        "the query engine failed unexpectedly ({what}); no output was written. With \
+         --memory-limit, a larger limit may avoid it; please report it with the \
+         command that caused it."
+    )
+}
+
 /// Runs the tool and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -203,6 +239,7 @@ pub fn main() -> ExitCode {
     };
     // On a stop request the command's future is dropped, which removes any
     // output still under its temporary name.
+    install_panic_hook();
     let result = runtime.block_on(async {
         let command = async {
             match cli.command {
@@ -211,6 +248,14 @@ pub fn main() -> ExitCode {
                 Command::Demo(a) => demo::run(a).await,
                 Command::Generate(a) => generate::run(a).await,
             }
+        };
+        // A panic inside a library (the query engine under memory pressure,
+        // say) ends the command with an error, and its output is removed as
+        // on any failure.
+        let command = async {
+            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(command))
+                .await
+                .unwrap_or_else(|_| Err(CliError::Failed(panic_message())))
         };
         tokio::select! {
             biased;
