@@ -7,7 +7,8 @@ median peak resident memory (from wait4), with ratios against our runs.
 usage: run.py RFM_BINARY PYTHON DATA_ROOT SIZE [SIZE ...]
 SIZE: 1m, 10m, 100m (rows; customers are a tenth of the rows).
 Environment: RUNS (default 3), MEMORY_LIMIT (e.g. 2g: also runs the pipeline
-under that memory limit, ours and DuckDB's).
+under that memory limit, ours and DuckDB's), TASKS (a comma list of pipeline,
+scan, pairs; default all).
 """
 import os
 import shutil
@@ -99,6 +100,9 @@ def main():
                 ("rfm pipeline, limit " + limit, "duckdb",
                  [python, f"{HERE}/duckdb_rfm.py", data, out_file, limit.upper() + "B"]),
             ]
+        wanted = os.environ.get("TASKS", "pipeline,scan,pairs").split(",")
+        keys = {"rfm": "pipeline", "sca": "scan", "ass": "pairs"}
+        tasks = [t for t in tasks if keys[t[0][:3]] in wanted]
         for task, who, cmd in tasks:
             print(f"{size} {task}: {who}", file=sys.stderr)
             wall, mem = median_run(cmd, clean)
