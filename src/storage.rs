@@ -204,7 +204,13 @@ pub fn build_store(
             Arc::new(b.build().map_err(failed)?)
         }
         "http" | "https" => {
-            let mut b = object_store::http::HttpBuilder::new().with_url(location);
+            // DataFusion asks the store for paths below its root, so the
+            // store is built on the root, not on the file's URL.
+            let root = &url[url::Position::BeforeScheme..url::Position::BeforePath];
+            let mut b = object_store::http::HttpBuilder::new().with_url(root);
+            if url.scheme() == "http" {
+                b = b.with_config(object_store::ClientConfigKey::AllowHttp, "true");
+            }
             for (k, v) in pairs {
                 b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
             }

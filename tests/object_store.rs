@@ -350,3 +350,57 @@ fn store_faults_are_named_and_leave_the_previous_output() {
     assert!(err.contains("s3://lake/y.parquet"), "{err}");
     assert!(empty(tmp.path()), "partial output left behind");
 }
+
+#[test]
+fn tables_read_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "data/cdnow/cdnow_first200.csv",
+        dir.path().join("cdnow.csv"),
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 serves files over HTTP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let table = format!("c=http://127.0.0.1:{port}/cdnow.csv");
+    let output = rfm(
+        "http://127.0.0.1:1",
+        tmp.path(),
+        &[
+            "sql",
+            "-t",
+            &table,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, count(DISTINCT customer_id) AS customers FROM c",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let (out, _) = expect(output, 0);
+    let local = std::fs::read_to_string("data/cdnow/cdnow_first200.csv").unwrap();
+    assert_eq!(
+        out,
+        format!("n,customers\n{},200\n", local.lines().count() - 1)
+    );
+}
