@@ -18,6 +18,12 @@ struct Moto {
 
 impl Moto {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra environment, e.g. signature checks after the
+    /// first N requests.
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let program =
             std::env::var("RFM_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = TcpListener::bind("127.0.0.1:0")
@@ -26,6 +32,7 @@ impl Moto {
             .port();
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -403,4 +410,26 @@ fn tables_read_over_http() {
         out,
         format!("n,customers\n{},200\n", local.lines().count() - 1)
     );
+}
+
+#[test]
+fn wrong_credentials_are_refused_with_the_object_named() {
+    // moto checks signatures after the first two requests (bucket, object).
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
+    moto.create_bucket("lake");
+    moto.put("lake/sales/cdnow.parquet", Path::new(SAMPLE));
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, err) = expect(
+        rfm(
+            &moto.endpoint(),
+            tmp.path(),
+            &report_args("s3://lake/sales/", "s3://lake/c.parquet"),
+        ),
+        2,
+    );
+    assert!(
+        err.contains("s3://lake/sales/") && err.contains("403"),
+        "{err}"
+    );
+    assert!(empty(tmp.path()));
 }
