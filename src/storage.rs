@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::common::{DataFusionError, Result, plan_datafusion_err};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -28,7 +31,10 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::functions::expr_fn::regexp_like;
+use datafusion::logical_expr::{Case, Expr, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -58,6 +64,9 @@ pub struct CsvOptions {
     pub quote: u8,
     /// How many rows schema inference reads from each file.
     pub infer_rows: usize,
+    /// A regular expression for values that mean NULL besides empty fields
+    /// (for example `^(NA|NULL)$`).
+    pub null_regex: Option<String>,
 }
 
 impl Default for CsvOptions {
@@ -67,6 +76,7 @@ impl Default for CsvOptions {
             header: true,
             quote: b'"',
             infer_rows: 1000,
+            null_regex: None,
         }
     }
 }
@@ -379,7 +389,7 @@ pub async fn open_table(
     name: &str,
     location: &str,
     options: &ReadOptions,
-) -> Result<Arc<ListingTable>> {
+) -> Result<Arc<dyn TableProvider>> {
     let context =
         |e: DataFusionError| plan_datafusion_err!("table '{name}': {}", plain(&e));
     register_store(ctx, location, &options.storage).map_err(context)?;
@@ -442,7 +452,8 @@ pub async fn open_table(
                 .with_delimiter(delimiter)
                 .with_quote(csv.quote)
                 .with_schema_infer_max_rec(csv.infer_rows)
-                .with_file_compression_type(compression);
+                .with_file_compression_type(compression)
+                .with_null_regex(csv.null_regex.clone());
             Arc::new(f)
         }
         Format::Ndjson => {
@@ -483,13 +494,66 @@ pub async fn open_table(
     if format == Format::Csv && options.csv.header && files.len() > 1 {
         check_headers(name, &url, &state, &store, &file_format, &files).await?;
     }
-    if format != Format::Parquet && !options.text_columns.is_empty() {
+    let null_regex = options
+        .csv
+        .null_regex
+        .as_ref()
+        .filter(|_| format == Format::Csv);
+    let typed = schema.clone();
+    if let Some(regex) = null_regex {
+        // DataFusion 55's CSV reader uses the NULL pattern for inference
+        // only: read every column as text and apply it in a view.
+        regex::Regex::new(regex).map_err(|e| {
+            plan_datafusion_err!("table '{name}': bad NULL pattern '{regex}': {e}")
+        })?;
+        let all: Vec<String> = typed.fields().iter().map(|f| f.name().clone()).collect();
+        schema = as_text(&schema, &all);
+    } else if format != Format::Parquet && !options.text_columns.is_empty() {
         schema = as_text(&schema, &options.text_columns);
     }
+    let partition_names: Vec<String> = listing
+        .table_partition_cols
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
     let config = ListingTableConfig::new(url)
         .with_listing_options(listing)
         .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config).map_err(context)?))
+    let table = Arc::new(ListingTable::try_new(config).map_err(context)?);
+    let Some(regex) = null_regex else {
+        return Ok(table);
+    };
+    // The columns the reader sees as text, typed back after the NULL pattern.
+    let scan =
+        LogicalPlanBuilder::scan(name, provider_as_source(table), None)?.build()?;
+    let columns: Vec<Expr> = typed
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = col(Column::new_unqualified(f.name()));
+            if partition_names.contains(f.name()) {
+                return c;
+            }
+            let keep_text = options.text_columns.contains(f.name())
+                || f.data_type() == &DataType::Utf8;
+            let value = if keep_text {
+                c.clone()
+            } else {
+                cast(c.clone(), f.data_type().clone())
+            };
+            Expr::Case(Case::new(
+                None,
+                vec![(
+                    Box::new(regexp_like(c, lit(regex.clone()), None)),
+                    Box::new(lit(ScalarValue::Null)),
+                )],
+                Some(Box::new(value)),
+            ))
+            .alias(f.name())
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::from(scan).project(columns)?.build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 /// Refuses a table whose files would be read in part: data files with

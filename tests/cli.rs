@@ -866,3 +866,52 @@ fn partitioned_output_keeps_customers_without_a_segment_apart() {
         assert_eq!(parts.next().unwrap(), n, "unscored customers in {segment}");
     }
 }
+
+#[test]
+fn csv_null_markers_and_csv_report_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("na.csv");
+    write(
+        &input,
+        "customer_id,order_ts,amount\n1,2024-01-01,5\nNA,2024-01-02,7\n2,NA,3\n1,2024-02-01,NULL\n",
+    );
+    let table = format!("t={}", s(&input));
+    let (out, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &table,
+            "--csv-null",
+            "^(NA|NULL)$",
+            "--format",
+            "csv",
+            "SELECT count(customer_id) AS c, count(order_ts) AS d, sum(amount) AS a, \
+             arrow_typeof(max(amount)) AS t FROM t",
+        ]),
+        0,
+    );
+    assert_eq!(out, "c,d,a,t\n3,3,15,Int64\n");
+
+    let output = dir.path().join("customers.csv");
+    let (stdout, _) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&input),
+            "--csv-null",
+            "^(NA|NULL)$",
+            "-o",
+            s(&output),
+            "--as-of",
+            "2024-06-01",
+        ]),
+        0,
+    );
+    assert!(stdout.contains("1 with a NULL customer id"), "{stdout}");
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        written.starts_with("customer_id,recency_days,frequency,monetary,"),
+        "{written}"
+    );
+    assert_eq!(written.lines().count(), 3, "{written}");
+}

@@ -211,6 +211,50 @@ fn report_reads_a_bucket_and_writes_back_what_a_local_run_writes() {
         0,
     );
 
+    // CSV to the bucket, from the report and from rfm sql.
+    let csv_out = "s3://lake/reports/customers.csv";
+    expect(
+        rfm(
+            &endpoint,
+            tmp.path(),
+            &report_args("s3://lake/sales/", csv_out),
+        ),
+        0,
+    );
+    let query = "SELECT count(*) AS n FROM c";
+    let (out, _) = expect(
+        rfm(
+            &endpoint,
+            tmp.path(),
+            &[
+                "sql",
+                "-t",
+                &format!("c={csv_out}"),
+                "-o",
+                "s3://lake/reports/count.csv",
+                query,
+            ],
+        ),
+        0,
+    );
+    assert_eq!(out, "");
+    let (out, _) = expect(
+        rfm(
+            &endpoint,
+            tmp.path(),
+            &[
+                "sql",
+                "-t",
+                "c=s3://lake/reports/count.csv",
+                "--format",
+                "csv",
+                "SELECT * FROM c",
+            ],
+        ),
+        0,
+    );
+    assert_eq!(out, "n\n23570\n");
+
     let from_bucket = rows(&endpoint, tmp.path(), remote_out);
     assert_eq!(from_bucket.lines().count(), 23571);
     assert_eq!(from_bucket, rows(&endpoint, tmp.path(), local_out));

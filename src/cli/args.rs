@@ -91,6 +91,11 @@ pub struct ReadArgs {
     #[arg(long, default_value = "\"")]
     pub csv_quote: char,
 
+    /// A regular expression for CSV values that mean NULL besides empty
+    /// fields, e.g. '^(NA|NULL)$'.
+    #[arg(long, value_name = "REGEX")]
+    pub csv_null: Option<String>,
+
     /// Rows of each CSV file that type inference reads; a later value of
     /// another type fails the run (or, in the report, is a bad row).
     #[arg(long, value_name = "ROWS", default_value_t = 10_000)]
@@ -147,10 +152,10 @@ pub struct SqlArgs {
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 
-    /// Write the last query's result to this file instead of stdout (written
-    /// whole or not at all).
+    /// Write the last query's result to this file instead of stdout: a local
+    /// path or an object-store URL, written whole or not at all.
     #[arg(short, long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
+    pub output: Option<String>,
 
     /// SQL statements separated by ';'.
     pub sql: Option<String>,
@@ -169,8 +174,9 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// Parquet file to write, one row per customer: a local path or an
-    /// object-store URL. Written whole or not at all.
+    /// File to write, one row per customer: Parquet, or CSV when the name
+    /// ends with .csv; a local path or an object-store URL. Written whole or
+    /// not at all.
     #[arg(short, long, value_name = "PATH")]
     pub output: String,
 

@@ -411,11 +411,11 @@ pub async fn emit(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     format: OutputFormat,
-    path: Option<&Path>,
+    target: Option<&Target>,
 ) -> CliResult {
-    match path {
-        Some(path) => {
-            let (atomic, file) = AtomicFile::create(&Target::Local(path.to_path_buf()))?;
+    match target {
+        Some(target) => {
+            let (atomic, file) = AtomicFile::create(target)?;
             let mut writer = BufWriter::new(file);
             write_batches(schema, batches, format, &mut writer)?;
             writer.flush()?;

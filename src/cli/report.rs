@@ -288,10 +288,20 @@ pub async fn run_report(
         Some((file, _)) => Some(summarize_offers(&summary_ctx, file).await?),
         None => None,
     };
-    if output.partition_by.is_empty() {
+    let csv = output
+        .target
+        .display()
+        .to_ascii_lowercase()
+        .ends_with(".csv");
+    if output.partition_by.is_empty() && !csv {
         written.commit().await?;
+    } else if output.partition_by.is_empty() {
+        export_csv(&summary_ctx, &output.target)
+            .await?
+            .commit()
+            .await?;
     } else {
-        split_into_partitions(&summary_ctx, &output.target, &output.partition_by)
+        split_into_partitions(&summary_ctx, &output.target, &output.partition_by, csv)
             .await?
             .commit()
             .await?;
@@ -355,6 +365,7 @@ async fn split_into_partitions(
     ctx: &SessionContext,
     target: &Target,
     columns: &[String],
+    csv: bool,
 ) -> CliResult<Staged> {
     let staged = Staged::create_dir(target)?;
     let folder = format!("{}/", staged.temp_path().to_string_lossy());
@@ -378,10 +389,29 @@ async fn split_into_partitions(
             coalesce(vec![cast(c, DataType::Utf8), lit(none)]).alias(f.name())
         })
         .collect();
-    table
-        .select(values)?
-        .write_parquet(&folder, options, None)
-        .await?;
+    let table = table.select(values)?;
+    if csv {
+        table.write_csv(&folder, options, None).await?;
+    } else {
+        table.write_parquet(&folder, options, None).await?;
+    }
+    Ok(staged)
+}
+
+/// The staged customers (table `customers` of `ctx`) as a staged CSV file.
+async fn export_csv(ctx: &SessionContext, target: &Target) -> CliResult<Staged> {
+    let (staged, file) = Staged::create(target)?;
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(std::io::BufWriter::new(file));
+    let mut stream = ctx.table("customers").await?.execute_stream().await?;
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        writer
+            .write(&batch?)
+            .map_err(|e| CliError::Failed(format!("cannot write CSV: {e}")))?;
+    }
+    let mut inner = writer.into_inner();
+    std::io::Write::flush(&mut inner)?;
     Ok(staged)
 }
 

@@ -9,7 +9,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 
 use super::args::{OutputFormat, SqlArgs, TableArgs};
-use super::output::emit;
+use super::output::{Target, emit};
 use super::tables::{register, split_spec};
 use super::{CliError, CliResult, new_context};
 
@@ -26,13 +26,18 @@ pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> 
 pub async fn run(args: SqlArgs) -> CliResult {
     let format = args
         .format
-        .unwrap_or_else(|| format_of(args.output.as_deref()));
-    if let Some(path) = &args.output {
-        for spec in &args.tables.tables {
-            let (name, input) = split_spec(spec)?;
-            refuse_overwrite(&path.to_string_lossy(), name, input)?;
+        .unwrap_or_else(|| format_of(args.output.as_deref().map(Path::new)));
+    let target = match &args.output {
+        Some(path) => {
+            for spec in &args.tables.tables {
+                let (name, input) = split_spec(spec)?;
+                refuse_overwrite(path, name, input)?;
+            }
+            let storage = super::tables::read_options(&args.tables.read)?.storage;
+            Some(Target::parse(path, &storage)?)
         }
-    }
+        None => None,
+    };
     let ctx = context_with_tables(&args.tables).await?;
     let text = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
@@ -46,9 +51,9 @@ pub async fn run(args: SqlArgs) -> CliResult {
         (None, None) => read_stdin().await?,
     };
     let results = run_statements(&ctx, &text).await?;
-    match (&args.output, results.last()) {
-        (Some(path), Some((schema, batches))) => {
-            emit(schema, batches, format, Some(path)).await
+    match (&target, results.last()) {
+        (Some(target), Some((schema, batches))) => {
+            emit(schema, batches, format, Some(target)).await
         }
         (Some(_), None) => Err(CliError::Usage(
             "no statement to write; the SQL is empty.".into(),

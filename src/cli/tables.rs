@@ -56,6 +56,7 @@ pub fn read_options(args: &ReadArgs) -> CliResult<ReadOptions> {
             header: !args.csv_no_header,
             quote: ascii("--csv-quote", args.csv_quote)?,
             infer_rows: args.csv_infer_rows,
+            null_regex: args.csv_null.clone(),
         },
         storage,
         text_columns: Vec::new(),
