@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_datafusion_err};
@@ -164,6 +164,43 @@ pub fn cast_input(array: &ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
 /// Calendar days since 1970-01-01 of a date or timestamp array. Timestamps
 /// with a time zone fall on their local calendar day in that zone.
 pub fn to_days(array: &ArrayRef) -> Result<Date32Array> {
+    use datafusion::arrow::datatypes::{
+        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+        TimestampNanosecondType, TimestampSecondType,
+    };
+    // Timestamps without a zone: integer division, not a calendar per value.
+    fn floor_days<T>(array: &ArrayRef, per_day: i64) -> Result<Date32Array>
+    where
+        T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = i64>,
+    {
+        Ok(array.as_primitive::<T>().try_unary(|v| {
+            i32::try_from(v.div_euclid(per_day)).map_err(|_| {
+                datafusion::arrow::error::ArrowError::ComputeError(format!(
+                    "timestamp {v} is out of the date range"
+                ))
+            })
+        })?)
+    }
+    match array.data_type() {
+        DataType::Date32 => {
+            return Ok(array
+                .as_primitive::<datafusion::arrow::datatypes::Date32Type>()
+                .clone());
+        }
+        DataType::Timestamp(TimeUnit::Second, None) => {
+            return floor_days::<TimestampSecondType>(array, 86_400);
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, None) => {
+            return floor_days::<TimestampMillisecondType>(array, 86_400_000);
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, None) => {
+            return floor_days::<TimestampMicrosecondType>(array, 86_400_000_000);
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, None) => {
+            return floor_days::<TimestampNanosecondType>(array, 86_400_000_000_000);
+        }
+        _ => {}
+    }
     let days = if is_string(array.data_type()) {
         // Unsafe casting: a string that is no date is an error, not a NULL.
         let strict = datafusion::arrow::compute::CastOptions {

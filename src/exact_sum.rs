@@ -65,12 +65,13 @@ impl ExactSum {
     }
 }
 
-/// Adds `x` to a sum kept in at most two partials, smaller first (zeros are
-/// unused slots), as [`ExactSum::add`] would. Returns the partials when the
-/// exact sum needs three: the caller moves it to an [`ExactSum`] then. Most
-/// sums of money fit two partials, so per-customer sums need no allocation.
-pub fn add_small(p: &mut [f64; 2], mut x: f64) -> Option<Vec<f64>> {
-    let mut out = [0.0f64; 3];
+/// Adds `x` to a sum kept in at most `N` partials (N below 8), smaller first,
+/// zeros being unused slots, as [`ExactSum::add`] would. Returns the partials
+/// when the exact sum needs more than `N`: the caller moves it to an
+/// [`ExactSum`] then. Sums of money rarely need more than three or four
+/// partials, so per-customer sums need no allocation.
+pub fn add_small<const N: usize>(p: &mut [f64; N], mut x: f64) -> Option<Vec<f64>> {
+    let mut out = [0.0f64; 8];
     let mut len = 0;
     for y0 in p.iter().copied().filter(|v| *v != 0.0) {
         let mut y = y0;
@@ -87,12 +88,12 @@ pub fn add_small(p: &mut [f64; 2], mut x: f64) -> Option<Vec<f64>> {
     }
     out[len] = x;
     len += 1;
-    if len <= 2 {
-        *p = [0.0; 2];
+    if len <= N {
+        *p = [0.0; N];
         p[..len].copy_from_slice(&out[..len]);
         None
     } else {
-        Some(out.to_vec())
+        Some(out[..len].to_vec())
     }
 }
 
@@ -163,5 +164,37 @@ mod tests {
         right.iter().for_each(|v| b.add(*v));
         b.merge(a.partials());
         assert_eq!(forward, b.value());
+    }
+
+    #[test]
+    fn small_sums_agree_with_exact_sums_and_spill_when_full() {
+        let values: Vec<f64> = (0..500)
+            .map(|i| ((i as f64 * 0.61).cos() * 10f64.powi(i % 9)).round() / 100.0)
+            .collect();
+        let mut exact = ExactSum::default();
+        let mut small = [0.0f64; 4];
+        let mut spilled: Option<ExactSum> = None;
+        for v in &values {
+            exact.add(*v);
+            match &mut spilled {
+                Some(big) => big.add(*v),
+                None => {
+                    if let Some(partials) = add_small(&mut small, *v) {
+                        let mut big = ExactSum::default();
+                        big.merge(&partials);
+                        spilled = Some(big);
+                    }
+                }
+            }
+            let now = match &spilled {
+                Some(big) => big.value(),
+                None => value_of(&small),
+            };
+            assert_eq!(now, exact.value());
+        }
+        let mut two = [0.0f64; 2];
+        assert!(add_small(&mut two, 1e100).is_none());
+        assert!(add_small(&mut two, 1.0).is_none());
+        assert_eq!(add_small(&mut two, 1e-100), Some(vec![1e-100, 1.0, 1e100]));
     }
 }

@@ -3,8 +3,8 @@
 //! boxed accumulator per customer.
 //!
 //! - Dates, counts and decimal sums are plain vectors indexed by group.
-//! - Float sums stay exact: each group keeps at most two partials inline
-//!   ([`add_small`]); the rare group whose exact sum needs more moves to an
+//! - Float sums stay exact: each group keeps at most four partials inline
+//!   ([`add_small`], four slots); the rare group whose exact sum needs more moves to an
 //!   [`ExactSum`] in a side map.
 //! - `frequency` counts distinct `(group, key)` pairs of purchase lines in one
 //!   hash set for the whole partition; order ids that are strings are
@@ -33,6 +33,8 @@ const NAME: &str = "rfm_metrics";
 /// No purchase yet: first and last purchase days.
 const NO_FIRST: i32 = i32::MAX;
 const NO_LAST: i32 = i32::MIN;
+/// Partials of a float sum kept inline per group.
+const SLOTS: usize = 4;
 
 /// Grouped accumulator of [`super::rfm_metrics::RfmMetrics`].
 #[derive(Debug)]
@@ -40,9 +42,9 @@ pub(crate) struct RfmMetricsGroups {
     setup: Setup,
     first: Vec<i32>,
     last: Vec<i32>,
-    /// Float sums in up to two partials; `[NaN, _]` means the sum is in
+    /// Float sums in up to four partials; `[NaN, ..]` means the sum is in
     /// `big_sums`.
-    sums: Vec<[f64; 2]>,
+    sums: Vec<[f64; SLOTS]>,
     big_sums: HashMap<usize, ExactSum>,
     decimals: Vec<i128>,
     frequency: Vec<i64>,
@@ -53,6 +55,8 @@ pub(crate) struct RfmMetricsGroups {
     /// String order ids and their numbers.
     ids: HashMap<Box<str>, u64>,
     names: Vec<Box<str>>,
+    /// Bytes of the interned order ids, for [`GroupsAccumulator::size`].
+    name_bytes: usize,
 }
 
 impl RfmMetricsGroups {
@@ -70,6 +74,7 @@ impl RfmMetricsGroups {
             seen: HashSet::new(),
             ids: HashMap::new(),
             names: Vec::new(),
+            name_bytes: 0,
         }
     }
 
@@ -82,7 +87,7 @@ impl RfmMetricsGroups {
         if self.setup.decimal_scale.is_some() {
             self.decimals.resize(groups, 0);
         } else {
-            self.sums.resize(groups, [0.0; 2]);
+            self.sums.resize(groups, [0.0; SLOTS]);
         }
         self.frequency.resize(groups, 0);
         self.rows_after.resize(groups, 0);
@@ -108,7 +113,7 @@ impl RfmMetricsGroups {
                     return Ok(());
                 }
                 Some(partials) => {
-                    *slot = [f64::NAN, 0.0];
+                    *slot = [f64::NAN; SLOTS];
                     let big = self.big_sums.entry(g).or_default();
                     big.merge(&partials);
                     return if big.overflowed() {
@@ -147,6 +152,7 @@ impl RfmMetricsGroups {
                     return id;
                 }
                 let id = self.names.len() as u64;
+                self.name_bytes += 2 * s.len() + 48;
                 self.names.push(s.into());
                 self.ids.insert(s.into(), id);
                 id
@@ -526,13 +532,18 @@ impl GroupsAccumulator for RfmMetricsGroups {
 
     fn size(&self) -> usize {
         let groups = self.first.capacity() * 8
-            + self.sums.capacity() * 16
+            + self.sums.capacity() * 8 * SLOTS
             + self.decimals.capacity() * 16
             + self.frequency.capacity() * 8
             + self.rows_after.capacity() * 16;
-        let big: usize = self.big_sums.values().map(|s| s.heap_size() + 48).sum();
-        let names: usize = self.names.iter().map(|n| 2 * n.len() + 48).sum();
-        groups + big + self.seen.capacity() * 17 + names + std::mem::size_of_val(self)
+        // Called after every batch, so estimated in constant time: a big sum
+        // holds a handful of partials.
+        let big = self.big_sums.capacity() * 96;
+        groups
+            + big
+            + self.seen.capacity() * 17
+            + self.name_bytes
+            + std::mem::size_of_val(self)
     }
 }
 
