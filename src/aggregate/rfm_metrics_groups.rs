@@ -36,22 +36,43 @@ const NO_LAST: i32 = i32::MIN;
 /// Partials of a float sum kept inline per group.
 const SLOTS: usize = 4;
 
+/// The state of one group.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Group {
+    /// Float sum in up to four partials; `[NaN, ..]` means the sum is in
+    /// `big_sums`.
+    sums: [f64; SLOTS],
+    first: i32,
+    last: i32,
+    frequency: i64,
+    rows_after: u64,
+    rows_null: u64,
+}
+
+const EMPTY: Group = Group {
+    sums: [0.0; SLOTS],
+    first: NO_FIRST,
+    last: NO_LAST,
+    frequency: 0,
+    rows_after: 0,
+    rows_null: 0,
+};
+
 /// Grouped accumulator of [`super::rfm_metrics::RfmMetrics`].
 #[derive(Debug)]
 pub(crate) struct RfmMetricsGroups {
     setup: Setup,
-    first: Vec<i32>,
-    last: Vec<i32>,
-    /// Float sums in up to four partials; `[NaN, ..]` means the sum is in
-    /// `big_sums`.
-    sums: Vec<[f64; SLOTS]>,
+    /// One cache line per group: a row touches one line, not six vectors.
+    groups: Vec<Group>,
     big_sums: HashMap<usize, ExactSum>,
     decimals: Vec<i128>,
-    frequency: Vec<i64>,
-    rows_after: Vec<u64>,
-    rows_null: Vec<u64>,
     /// Distinct `(group, key)` pairs of purchase lines.
-    seen: HashSet<(u32, u64)>,
+    /// Packed as `group << 32 | key` when the key fits 32 bits (dates, most
+    /// order ids): half the bytes per entry, so fewer cache misses.
+    seen: HashSet<u64>,
+    /// The pairs whose key does not fit 32 bits.
+    seen_wide: HashSet<(u32, u64)>,
     /// String order ids and their numbers.
     ids: HashMap<Box<str>, u64>,
     names: Vec<Box<str>>,
@@ -63,15 +84,11 @@ impl RfmMetricsGroups {
     pub fn new(setup: Setup) -> Self {
         Self {
             setup,
-            first: Vec::new(),
-            last: Vec::new(),
-            sums: Vec::new(),
+            groups: Vec::new(),
             big_sums: HashMap::new(),
             decimals: Vec::new(),
-            frequency: Vec::new(),
-            rows_after: Vec::new(),
-            rows_null: Vec::new(),
             seen: HashSet::new(),
+            seen_wide: HashSet::new(),
             ids: HashMap::new(),
             names: Vec::new(),
             name_bytes: 0,
@@ -82,26 +99,21 @@ impl RfmMetricsGroups {
         if groups > u32::MAX as usize {
             return internal_err!("{NAME}: more than 2^32 groups in one partition");
         }
-        self.first.resize(groups, NO_FIRST);
-        self.last.resize(groups, NO_LAST);
+        self.groups.resize(groups, EMPTY);
         if self.setup.decimal_scale.is_some() {
             self.decimals.resize(groups, 0);
-        } else {
-            self.sums.resize(groups, [0.0; SLOTS]);
         }
-        self.frequency.resize(groups, 0);
-        self.rows_after.resize(groups, 0);
-        self.rows_null.resize(groups, 0);
         Ok(())
     }
 
     fn add_day(&mut self, g: usize, first: i32, last: i32) {
-        self.first[g] = self.first[g].min(first);
-        self.last[g] = self.last[g].max(last);
+        let group = &mut self.groups[g];
+        group.first = group.first.min(first);
+        group.last = group.last.max(last);
     }
 
     fn add_float(&mut self, g: usize, v: f64, line: Option<f64>) -> Result<()> {
-        let slot = &mut self.sums[g];
+        let slot = &mut self.groups[g].sums;
         let big = if slot[0].is_nan() {
             self.big_sums.entry(g).or_default()
         } else {
@@ -161,14 +173,18 @@ impl RfmMetricsGroups {
     }
 
     fn add_key(&mut self, g: usize, key: u64) {
-        if self.seen.insert((g as u32, key)) {
-            self.frequency[g] += 1;
+        let new = match u32::try_from(key) {
+            Ok(key) => self.seen.insert((g as u64) << 32 | key as u64),
+            Err(_) => self.seen_wide.insert((g as u32, key)),
+        };
+        if new {
+            self.groups[g].frequency += 1;
         }
     }
 
     /// The float sum of group `g`, as partials (smallest first).
     fn partials(&self, g: usize) -> Vec<f64> {
-        let slot = self.sums[g];
+        let slot = self.groups[g].sums;
         if slot[0].is_nan() {
             self.big_sums
                 .get(&g)
@@ -183,14 +199,13 @@ impl RfmMetricsGroups {
     /// down, and returns them.
     fn take(&mut self, emit_to: EmitTo) -> Taken {
         let n = match emit_to {
-            EmitTo::All => self.first.len(),
-            EmitTo::First(n) => n.min(self.first.len()),
+            EmitTo::All => self.groups.len(),
+            EmitTo::First(n) => n.min(self.groups.len()),
         };
         let money = if self.setup.decimal_scale.is_some() {
             TakenMoney::Decimal(emit_to.take_needed(&mut self.decimals))
         } else {
             let partials = (0..n).map(|g| self.partials(g)).collect();
-            let _ = emit_to.take_needed(&mut self.sums);
             let big = std::mem::take(&mut self.big_sums);
             self.big_sums = big
                 .into_iter()
@@ -199,7 +214,8 @@ impl RfmMetricsGroups {
                 .collect();
             TakenMoney::Float(partials)
         };
-        let frequency = emit_to.take_needed(&mut self.frequency);
+        let groups = emit_to.take_needed(&mut self.groups);
+        let frequency: Vec<i64> = groups.iter().map(|g| g.frequency).collect();
         // Keys of the taken groups, grouped by a counting sort on the group.
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
@@ -209,25 +225,33 @@ impl RfmMetricsGroups {
         let mut keys = vec![0u64; offsets[n]];
         let mut cursor = offsets.clone();
         let mut rest = HashSet::new();
-        for (g, key) in self.seen.drain() {
+        let mut rest_wide = HashSet::new();
+        let packed = self
+            .seen
+            .drain()
+            .map(|p| ((p >> 32) as u32, p & 0xFFFF_FFFF));
+        for (g, key) in packed.chain(self.seen_wide.drain()) {
             let g = g as usize;
             if g < n {
                 keys[cursor[g]] = key;
                 cursor[g] += 1;
+            } else if let Ok(key) = u32::try_from(key) {
+                rest.insert(((g - n) as u64) << 32 | key as u64);
             } else {
-                rest.insert(((g - n) as u32, key));
+                rest_wide.insert(((g - n) as u32, key));
             }
         }
         self.seen = rest;
+        self.seen_wide = rest_wide;
         Taken {
-            first: emit_to.take_needed(&mut self.first),
-            last: emit_to.take_needed(&mut self.last),
+            first: groups.iter().map(|g| g.first).collect(),
+            last: groups.iter().map(|g| g.last).collect(),
             money,
             frequency,
             key_offsets: offsets,
             keys,
-            rows_after: emit_to.take_needed(&mut self.rows_after),
-            rows_null: emit_to.take_needed(&mut self.rows_null),
+            rows_after: groups.iter().map(|g| g.rows_after).collect(),
+            rows_null: groups.iter().map(|g| g.rows_null).collect(),
         }
     }
 
@@ -313,8 +337,8 @@ impl GroupsAccumulator for RfmMetricsGroups {
                 continue;
             }
             match lines.line(row, &setup)? {
-                Line::Null => self.rows_null[g] += 1,
-                Line::After => self.rows_after[g] += 1,
+                Line::Null => self.groups[g].rows_null += 1,
+                Line::After => self.groups[g].rows_after += 1,
                 Line::Return(amount) => self.add_money(g, amount)?,
                 Line::Purchase { day, amount, key } => {
                     self.add_money(g, amount)?;
@@ -444,8 +468,8 @@ impl GroupsAccumulator for RfmMetricsGroups {
                     self.add_key(g, key);
                 }
             }
-            self.rows_after[g] += after.value(row);
-            self.rows_null[g] += null.value(row);
+            self.groups[g].rows_after += after.value(row);
+            self.groups[g].rows_null += null.value(row);
         }
         Ok(())
     }
@@ -531,17 +555,15 @@ impl GroupsAccumulator for RfmMetricsGroups {
     }
 
     fn size(&self) -> usize {
-        let groups = self.first.capacity() * 8
-            + self.sums.capacity() * 8 * SLOTS
-            + self.decimals.capacity() * 16
-            + self.frequency.capacity() * 8
-            + self.rows_after.capacity() * 16;
+        let groups = self.groups.capacity() * std::mem::size_of::<Group>()
+            + self.decimals.capacity() * 16;
         // Called after every batch, so estimated in constant time: a big sum
         // holds a handful of partials.
         let big = self.big_sums.capacity() * 96;
         groups
             + big
-            + self.seen.capacity() * 17
+            + self.seen.capacity() * 9
+            + self.seen_wide.capacity() * 17
             + self.name_bytes
             + std::mem::size_of_val(self)
     }
@@ -594,7 +616,13 @@ mod tests {
                 2 => Some(-1e16),
                 _ => Some((i as f64 * 0.37).sin() * 100.0 + 0.01),
             };
-            rows.push((g, day, amount, Some((i / 3) as i64)));
+            // Some order ids need more than 32 bits, and some are negative.
+            let id = match i % 5 {
+                0 => ((i / 3) as i64) << 40,
+                1 => -((i / 3) as i64),
+                _ => (i / 3) as i64,
+            };
+            rows.push((g, day, amount, Some(id)));
         }
         rows
     }
