@@ -181,7 +181,7 @@ pub struct ReportArgs {
     pub output: String,
 
     /// Write the output as a folder of Parquet files partitioned by these
-    /// columns (e.g. segment), laid out as segment=Champions/<name>.parquet;
+    /// columns (e.g. segment), laid out as segment=Champions/FILE.parquet;
     /// customers without a segment go to segment=(no purchase)/.
     #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
     pub partition_by: Vec<String>,
