@@ -21,8 +21,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = int(os.environ.get("RUNS", "3"))
 SIZES = {"1m": 1_000_000, "10m": 10_000_000, "100m": 100_000_000}
 
-SCAN = ("SELECT count(customer_id), count(order_id), max(order_ts), sum(amount) "
-        "FROM t")
+# Every value of the columns the pipeline reads; the filter keeps engines from
+# answering from Parquet statistics.
+SCAN = ("SELECT sum(customer_id % 7), sum(order_id % 7), "
+        "max(order_ts) FILTER (WHERE amount > -1e18), sum(amount) FROM t")
 MIN_PAIR = 50
 
 
