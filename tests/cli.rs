@@ -46,6 +46,12 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// The CSV result of one query over table `name` read from `path`.
+fn query_csv(name: &str, path: &Path, sql: &str) -> String {
+    let table = format!("{name}={}", s(path));
+    expect(rfm(&["sql", "-t", &table, "--format", "csv", sql]), 0).0
+}
+
 #[test]
 fn demo_scores_the_embedded_cdnow_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -703,17 +709,10 @@ fn partitioned_folders_compressed_csv_and_time_zones() {
         std::fs::write(part.join("part-0.csv.gz"), gz.stdout).unwrap();
     }
     let orders = dir.path().join("orders");
-    let table = format!("o={}", s(&orders));
-    let (stdout, _) = expect(
-        rfm(&[
-            "sql",
-            "-t",
-            &table,
-            "--format",
-            "csv",
-            "SELECT day, sum(amount) AS a FROM o WHERE day >= '2024-05-31' GROUP BY day",
-        ]),
-        0,
+    let stdout = query_csv(
+        "o",
+        &orders,
+        "SELECT day, sum(amount) AS a FROM o WHERE day >= '2024-05-31' GROUP BY day",
     );
     assert_eq!(stdout, "day,a\n2024-05-31,7\n");
 
@@ -735,17 +734,10 @@ fn partitioned_folders_compressed_csv_and_time_zones() {
         ]),
         0,
     );
-    let table = format!("c={}", s(&out));
-    let (stdout, _) = expect(
-        rfm(&[
-            "sql",
-            "-t",
-            &table,
-            "--format",
-            "csv",
-            "SELECT customer_id, last_purchase FROM c ORDER BY customer_id",
-        ]),
-        0,
+    let stdout = query_csv(
+        "c",
+        &out,
+        "SELECT customer_id, last_purchase FROM c ORDER BY customer_id",
     );
     assert_eq!(
         stdout,
@@ -839,18 +831,11 @@ fn partitioned_output_keeps_customers_without_a_segment_apart() {
         ]),
         0,
     );
-    let table = format!("c={}", s(&out));
-    let (files, _) = expect(
-        rfm(&[
-            "sql",
-            "-t",
-            &table,
-            "--format",
-            "csv",
-            "SELECT segment, count(*) AS n, count(r) AS scored FROM c \
+    let files = query_csv(
+        "c",
+        &out,
+        "SELECT segment, count(*) AS n, count(r) AS scored FROM c \
              GROUP BY segment ORDER BY segment",
-        ]),
-        0,
     );
     let lines: Vec<&str> = files.lines().collect();
     assert_eq!(lines[0], "segment,n,scored");

@@ -44,14 +44,7 @@ impl Moto {
                 )
             });
         let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(port, "moto");
         moto
     }
 
@@ -108,6 +101,18 @@ impl Moto {
             .collect();
         keys.sort();
         keys
+    }
+}
+
+/// Waits until a server accepts connections on a loopback port.
+fn wait_for(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -427,11 +432,7 @@ fn tables_read_over_http() {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 serves files over HTTP");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTP server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(port, "the HTTP server");
     let tmp = tempfile::tempdir().unwrap();
     let table = format!("c=http://127.0.0.1:{port}/cdnow.csv");
     let output = rfm(

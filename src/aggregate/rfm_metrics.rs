@@ -435,6 +435,19 @@ impl Setup {
         }
     }
 
+    /// Decimal monetary values of groups from `(sum, frequency)` pairs.
+    pub fn decimal_monetary(
+        &self,
+        groups: impl Iterator<Item = (i128, i64)>,
+    ) -> Result<ArrayRef> {
+        Ok(Arc::new(
+            groups
+                .map(|(sum, frequency)| self.monetary_decimal(sum, frequency))
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(38, self.decimal_scale.unwrap_or(0))?,
+        ))
+    }
+
     pub fn monetary_decimal(&self, total: i128, frequency: i64) -> Option<i128> {
         if self.mean {
             (frequency > 0).then(|| divide_rounded(total, frequency as i128))
@@ -665,13 +678,9 @@ impl Accumulator for RfmMetricsAccumulator {
             Money::Float(sum) => Arc::new(Float64Array::from(vec![
                 self.setup.monetary_float(sum.value(), frequency),
             ])),
-            Money::Decimal(sum) => Arc::new(
-                Decimal128Array::from(vec![self.setup.monetary_decimal(*sum, frequency)])
-                    .with_precision_and_scale(
-                        38,
-                        self.setup.decimal_scale.unwrap_or(0),
-                    )?,
-            ),
+            Money::Decimal(sum) => self
+                .setup
+                .decimal_monetary([*sum].into_iter().zip([frequency]))?,
         };
         let array = metrics_array(
             self.setup.as_of,

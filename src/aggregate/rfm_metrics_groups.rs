@@ -363,16 +363,9 @@ impl GroupsAccumulator for RfmMetricsGroups {
                     .map(|(p, f)| self.setup.monetary_float(value_of(p), *f))
                     .collect::<Float64Array>(),
             ),
-            TakenMoney::Decimal(sums) => Arc::new(
-                sums.iter()
-                    .zip(&taken.frequency)
-                    .map(|(s, f)| self.setup.monetary_decimal(*s, *f))
-                    .collect::<Decimal128Array>()
-                    .with_precision_and_scale(
-                        38,
-                        self.setup.decimal_scale.unwrap_or(0),
-                    )?,
-            ),
+            TakenMoney::Decimal(sums) => self.setup.decimal_monetary(
+                sums.iter().copied().zip(taken.frequency.iter().copied()),
+            )?,
         };
         let array = metrics_array(
             self.setup.as_of,
