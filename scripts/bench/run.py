@@ -111,7 +111,8 @@ def main():
             rows_out.append((size, task, who, wall, mem))
         shutil.rmtree(out, ignore_errors=True)
 
-    print(f"| rows | task | engine | wall s (median of {RUNS}) | peak MiB | wall vs ours | memory vs ours |")
+    print(f"| rows | task | engine | wall s (median of {RUNS}) | peak MiB "
+          "| wall vs ours | memory vs ours |")
     print("|---|---|---|---|---|---|---|")
     for size, task, who, wall, mem in rows_out:
         ours = next(r for r in rows_out if r[0] == size and r[1] == task)
