@@ -383,13 +383,23 @@ pub async fn register_table(
     Ok(())
 }
 
-/// The listing table at `location`, as [`register_table`] reads it.
-pub async fn open_table(
+/// The files of a table and how to read them.
+struct Listing {
+    url: ListingTableUrl,
+    store: Arc<dyn ObjectStore>,
+    files: Vec<object_store::ObjectMeta>,
+    format: Format,
+    extension: &'static str,
+    file_format: Arc<dyn FileFormat>,
+}
+
+/// Lists the data files at `location` and picks their format.
+async fn list(
     ctx: &SessionContext,
     name: &str,
     location: &str,
     options: &ReadOptions,
-) -> Result<Arc<dyn TableProvider>> {
+) -> Result<Listing> {
     let context =
         |e: DataFusionError| plan_datafusion_err!("table '{name}': {}", plain(&e));
     register_store(ctx, location, &options.storage).map_err(context)?;
@@ -460,6 +470,86 @@ pub async fn open_table(
             Arc::new(JsonFormat::default().with_file_compression_type(compression))
         }
     };
+    Ok(Listing {
+        url,
+        store,
+        files,
+        format,
+        extension,
+        file_format,
+    })
+}
+
+/// The file of table `name` (read from `location` with `options`, as
+/// [`register_table`] does) whose `column` does not read with the table's
+/// `schema`: where a parse error that DataFusion reports without a file name
+/// comes from. `None` when every file reads.
+pub async fn find_unreadable_file(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    options: &ReadOptions,
+    schema: &SchemaRef,
+    column: &str,
+) -> Result<Option<String>> {
+    let listing = list(ctx, name, location, options).await?;
+    let file_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| {
+                listing.files.iter().all(|meta| {
+                    !meta.location.as_ref().contains(&format!("{}=", f.name()))
+                })
+            })
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    for meta in &listing.files {
+        let shown = shown(&listing.url, &meta.location);
+        let url = ListingTableUrl::parse(&shown)?;
+        let options = ListingOptions::new(Arc::clone(&listing.file_format))
+            .with_file_extension(listing.extension);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&file_schema));
+        let table = Arc::new(ListingTable::try_new(config)?);
+        let read = async {
+            ctx.read_table(table)?
+                .aggregate(
+                    vec![],
+                    vec![datafusion::functions_aggregate::expr_fn::count(col(
+                        Column::new_unqualified(column),
+                    ))],
+                )?
+                .collect()
+                .await
+        };
+        if read.await.is_err() {
+            return Ok(Some(shown));
+        }
+    }
+    Ok(None)
+}
+
+/// The listing table at `location`, as [`register_table`] reads it.
+pub async fn open_table(
+    ctx: &SessionContext,
+    name: &str,
+    location: &str,
+    options: &ReadOptions,
+) -> Result<Arc<dyn TableProvider>> {
+    let context =
+        |e: DataFusionError| plan_datafusion_err!("table '{name}': {}", plain(&e));
+    let Listing {
+        url,
+        store,
+        files,
+        format,
+        extension,
+        file_format,
+    } = list(ctx, name, location, options).await?;
+    let state = ctx.state();
     let mut listing =
         ListingOptions::new(Arc::clone(&file_format)).with_file_extension(extension);
     let partitions = listing

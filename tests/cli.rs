@@ -610,6 +610,10 @@ fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
         "{stderr}"
     );
     assert!(stderr.contains("--bad-rows skip"), "{stderr}");
+    assert!(
+        stderr.contains("column 'order_ts' of file") && stderr.contains("orders.csv'"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 
     let (stdout, _) = expect(report(&["--as-of", "2024-06-01", "--bad-rows", "skip"]), 0);

@@ -76,30 +76,59 @@ pub async fn run(args: ReportArgs) -> CliResult {
         }
     };
     let skipping = inferred.is_some();
-    run_report(&ctx, INPUT, &args.scoring, &output, offers, inferred)
-        .await
-        .map_err(|e| match e {
-            // A value the scan or the pipeline cannot parse: say where, and
-            // how to go on without the row.
-            CliError::Usage(m)
-                if !skipping && m.contains("must be numeric; got type Utf8") =>
-            {
-                CliError::Usage(format!(
-                    "column '{}' holds text, so some value in it is not a number (input \
-                     '{}'). Fix the values, or pass --bad-rows skip to leave such rows \
-                     out and count them.",
-                    args.scoring.amount, args.input
-                ))
-            }
-            CliError::Failed(m) if !skipping && m.contains("pars") => {
-                CliError::Failed(format!(
-                    "{m} (input '{}'). Fix the value, or pass --bad-rows skip to leave \
-                     such rows out and count them.",
-                    args.input
-                ))
-            }
-            other => other,
-        })
+    let result = run_report(&ctx, INPUT, &args.scoring, &output, offers, inferred).await;
+    match result {
+        Err(CliError::Usage(m))
+            if !skipping && m.contains("must be numeric; got type Utf8") =>
+        {
+            Err(CliError::Usage(format!(
+                "column '{}' holds text, so some value in it is not a number (input \
+                 '{}'). Fix the values, or pass --bad-rows skip to leave such rows out \
+                 and count them.",
+                args.scoring.amount, args.input
+            )))
+        }
+        // A value the scan or the pipeline cannot parse: say where, and how
+        // to go on without the row.
+        Err(CliError::Failed(m)) if !skipping && m.contains("pars") => {
+            let place = match locate_parse_error(&ctx, &args.input, &read, &m).await {
+                Some(place) => place,
+                None => format!("input '{}'", args.input),
+            };
+            Err(CliError::Failed(format!(
+                "{m} ({place}). Fix the value, or pass --bad-rows skip to leave such \
+                 rows out and count them."
+            )))
+        }
+        other => other,
+    }
+}
+
+/// The file and column name of a CSV parse error, which DataFusion reports
+/// with a column number and no file.
+async fn locate_parse_error(
+    ctx: &SessionContext,
+    input: &str,
+    read: &datafusion_rfm::storage::ReadOptions,
+    message: &str,
+) -> Option<String> {
+    let number: usize = message
+        .split("for column ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let schema = ctx.table_provider(INPUT).await.ok()?.schema();
+    let column = schema.fields().get(number)?.name().clone();
+    let file = datafusion_rfm::storage::find_unreadable_file(
+        ctx, INPUT, input, read, &schema, &column,
+    )
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| input.to_string());
+    Some(format!("column '{column}' of file '{file}'"))
 }
 
 /// Where the customers go: one file, or a folder partitioned by columns.
