@@ -478,3 +478,122 @@ fn wrong_credentials_are_refused_with_the_object_named() {
     );
     assert!(empty(tmp.path()));
 }
+
+/// An Azurite blob server (Azure's storage emulator) on a free loopback
+/// port, with telemetry off, killed when dropped.
+struct Azurite {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Azurite {
+    fn start() -> Self {
+        let program =
+            std::env::var("RFM_AZURITE").unwrap_or_else(|_| "azurite-blob".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(&program)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--location", data.path().to_str().unwrap()])
+            .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the Azure test server '{program}' ({e}). Run the tests \
+                     with scripts/test.sh, which installs it (npm package azurite)."
+                )
+            });
+        let azurite = Azurite {
+            child,
+            port,
+            _data: data,
+        };
+        wait_for(port, "azurite");
+        azurite
+    }
+
+    fn create_container(&self, name: &str) {
+        let status = Command::new("python3")
+            .args([
+                "tests/support/azure_container.py",
+                &self.port.to_string(),
+                name,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "container {name} not created");
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn report_writes_to_azure_blobs_and_reads_them_back() {
+    let azurite = Azurite::start();
+    azurite.create_container("lake");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rfm"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("AZURE_STORAGE_USE_EMULATOR", "true")
+            .env(
+                "AZURITE_BLOB_STORAGE_URL",
+                format!("http://127.0.0.1:{}", azurite.port),
+            )
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = "az://lake/reports/customers.parquet";
+    let (stdout, _) = expect(run(&report_args(SAMPLE, out)), 0);
+    assert!(
+        stdout.contains("23570 customers written to az://lake/"),
+        "{stdout}"
+    );
+    // The customers, read back from the container, scored again by their
+    // last purchase and written partitioned by segment.
+    let partitioned = [
+        "report",
+        "-i",
+        out,
+        "-o",
+        "az://lake/reports/by_segment/",
+        "--as-of",
+        "1998-07-01",
+        "--ts",
+        "last_purchase",
+        "--amount",
+        "monetary",
+        "--partition-by",
+        "segment",
+    ];
+    let (stdout, _) = expect(run(&partitioned), 0);
+    assert!(stdout.contains("23570 customers written"), "{stdout}");
+    let (count, _) = expect(
+        run(&[
+            "sql",
+            "-t",
+            "c=az://lake/reports/by_segment/",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, count(DISTINCT segment) AS s FROM c",
+        ]),
+        0,
+    );
+    assert_eq!(count, "n,s\n23570,5\n");
+    assert!(empty(tmp.path()), "temporary files left behind");
+}
