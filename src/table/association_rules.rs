@@ -274,12 +274,14 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
     // The unit that is counted: a basket, or a customer's sequence of days.
     // Lines are distinct (basket, item) pairs, so in basket mode plain counts
     // are distinct counts; a sequence repeats a customer and needs DISTINCT.
+    // In basket mode a pair's count is the same both ways: count each pair
+    // once (a.item < b.item) and mirror it, half the join of counting both.
     let (unit, counted, lines, pairs_join) = match &spec.sequence {
         None => (
             "basket",
             "*",
             format!("SELECT DISTINCT {b} AS basket, {i} AS item"),
-            "a.basket = b.basket AND a.item <> b.item".to_string(),
+            "a.basket = b.basket AND a.item < b.item".to_string(),
         ),
         Some(seq) => (
             "seq",
@@ -295,33 +297,47 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
             ),
         ),
     };
+    // Lines are distinct (basket, item) pairs: in basket mode an item's
+    // baskets are its lines.
+    let item_count = match spec.sequence {
+        None => "count(*)".to_string(),
+        Some(_) => format!("count(DISTINCT {unit})"),
+    };
     let mut sql = format!(
         "WITH ar_lines AS (\
            {lines} FROM {source} \
            WHERE {b} IS NOT NULL AND {i} IS NOT NULL{keep}), \
          ar_totals AS (SELECT count(DISTINCT {unit}) AS baskets FROM ar_lines), \
          ar_frequent AS (\
-           SELECT item, count(DISTINCT {unit}) AS item_count FROM ar_lines a GROUP BY item \
+           SELECT item, {item_count} AS item_count FROM ar_lines a GROUP BY item \
            HAVING {}), \
          ar_flines AS (SELECT l.* FROM ar_lines l JOIN ar_frequent f ON l.item = f.item), \
-         ar_pairs AS (\
+         ar_counted AS (\
            SELECT a.item AS antecedent, b.item AS consequent, \
                   count({counted}) AS pair_count \
            FROM ar_flines a JOIN ar_flines b ON {pairs_join} \
            GROUP BY a.item, b.item), \
+         ar_pairs AS ({mirrored}), \
          ar_rules AS (\
            SELECT p.antecedent, CASE WHEN false THEN p.antecedent END AS antecedent_2, \
                   p.consequent, {} \
            FROM ar_pairs p JOIN ar_frequent fa ON p.antecedent = fa.item \
            JOIN ar_frequent fc ON p.consequent = fc.item CROSS JOIN ar_totals t \
            WHERE {})",
-        t.frequent(
-            &format!("count(DISTINCT {unit})"),
-            "(SELECT baskets FROM ar_totals)"
-        ),
+        t.frequent(&item_count, "(SELECT baskets FROM ar_totals)"),
         metrics("p.pair_count", "fa.item_count", "fc.item_count"),
         rule_filter("p.pair_count", "fa.item_count", "fc.item_count"),
         source = spec.source,
+        mirrored = if spec.sequence.is_none() {
+            // One pass over the counted pairs (a CTE named twice would be
+            // computed twice), each row once per direction.
+            "SELECT CASE WHEN d THEN antecedent ELSE consequent END AS antecedent, \
+                    CASE WHEN d THEN consequent ELSE antecedent END AS consequent, \
+                    pair_count \
+             FROM ar_counted CROSS JOIN (VALUES (true), (false)) AS direction(d)"
+        } else {
+            "SELECT antecedent, consequent, pair_count FROM ar_counted"
+        },
     );
     if spec.size == 2 {
         sql.push_str(&format!(
