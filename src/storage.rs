@@ -541,6 +541,14 @@ pub async fn open_table(
 ) -> Result<Arc<dyn TableProvider>> {
     let context =
         |e: DataFusionError| plan_datafusion_err!("table '{name}': {}", plain(&e));
+    if let Some(regex) = &options.csv.null_regex {
+        regex::Regex::new(regex).map_err(|e| {
+            plan_datafusion_err!(
+                "table '{name}': the NULL pattern '{regex}' is not a regular expression \
+                 ({e}). Example: '^(NA|NULL)$'."
+            )
+        })?;
+    }
     let Listing {
         url,
         store,
@@ -590,12 +598,9 @@ pub async fn open_table(
         .as_ref()
         .filter(|_| format == Format::Csv);
     let typed = schema.clone();
-    if let Some(regex) = null_regex {
+    if null_regex.is_some() {
         // DataFusion 55's CSV reader uses the NULL pattern for inference
         // only: read every column as text and apply it in a view.
-        regex::Regex::new(regex).map_err(|e| {
-            plan_datafusion_err!("table '{name}': bad NULL pattern '{regex}': {e}")
-        })?;
         let all: Vec<String> = typed.fields().iter().map(|f| f.name().clone()).collect();
         schema = as_text(&schema, &all);
     } else if format != Format::Parquet && !options.text_columns.is_empty() {
@@ -624,8 +629,10 @@ pub async fn open_table(
             if partition_names.contains(f.name()) {
                 return c;
             }
+            // A column whose every value matched the pattern was inferred
+            // as Null: it stays text, all NULL.
             let keep_text = options.text_columns.contains(f.name())
-                || f.data_type() == &DataType::Utf8;
+                || matches!(f.data_type(), DataType::Utf8 | DataType::Null);
             let value = if keep_text {
                 c.clone()
             } else {

@@ -440,8 +440,9 @@ fn output_format_follows_the_extension_and_tsv_is_tab_separated() {
         "customer_id,total\na,10.5\nb,3.0\n"
     );
 
-    // A report may be named anything; it is Parquet and the run succeeds.
-    let report = dir.path().join("customers.out");
+    // A report without an extension is Parquet; one whose extension names
+    // another format is refused rather than written as Parquet.
+    let report = dir.path().join("customers");
     let (stdout, _) = expect(
         rfm(&[
             "report",
@@ -456,6 +457,21 @@ fn output_format_follows_the_extension_and_tsv_is_tab_separated() {
     );
     assert!(stdout.contains("2 customers written"), "{stdout}");
     assert_eq!(&std::fs::read(&report).unwrap()[..4], b"PAR1");
+    let misnamed = dir.path().join("customers.out");
+    let (_, stderr) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            s(&tsv),
+            "-o",
+            s(&misnamed),
+            "--as-of",
+            "2024-06-01",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("writes .parquet or .csv"), "{stderr}");
+    assert!(!misnamed.exists());
 }
 
 #[test]
@@ -903,4 +919,63 @@ fn csv_null_markers_and_csv_report_output() {
         "{written}"
     );
     assert_eq!(written.lines().count(), 3, "{written}");
+}
+
+#[test]
+fn folder_outputs_never_delete_what_they_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    // generate refuses a folder that holds anything.
+    std::fs::create_dir(d("precious")).unwrap();
+    write(&d("precious").join("notes.txt"), "important");
+    let (_, stderr) = expect(
+        rfm(&["generate", "-o", s(&d("precious")), "--rows", "5"]),
+        2,
+    );
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    assert!(d("precious").join("notes.txt").exists());
+
+    // A partitioned report refuses a folder with other files, and one that
+    // holds its input; an earlier partitioned output is replaced.
+    std::fs::create_dir(d("in")).unwrap();
+    std::fs::copy("data/cdnow/cdnow_master.parquet", d("in").join("a.parquet")).unwrap();
+    let report = |input: &str, output: &Path| {
+        rfm(&[
+            "report",
+            "-i",
+            input,
+            "--ts",
+            "order_date",
+            "--as-of",
+            "1998-07-01",
+            "-o",
+            s(output),
+            "--partition-by",
+            "r",
+        ])
+    };
+    let glob = format!("{}/*.parquet", s(&d("in")));
+    let (_, stderr) = expect(report(&glob, &d("in")), 2);
+    assert!(stderr.contains("is inside the output folder"), "{stderr}");
+    assert!(d("in").join("a.parquet").exists());
+    let (_, stderr) = expect(report(&glob, &d("precious")), 2);
+    assert!(stderr.contains("notes.txt"), "{stderr}");
+    expect(report(&glob, &d("by_r")), 0);
+    expect(report(&glob, &d("by_r")), 0);
+    let (stderr_free, _) = expect(
+        rfm(&[
+            "report",
+            "-i",
+            &glob,
+            "--ts",
+            "order_date",
+            "--as-of",
+            "1998-07-01",
+            "-o",
+            s(&d("q.json")),
+        ]),
+        2,
+    );
+    assert!(stderr_free.is_empty());
+    assert!(!d("q.json").exists());
 }

@@ -371,6 +371,19 @@ fn store_faults_are_named_and_leave_the_previous_output() {
         "{err}"
     );
 
+    // A partitioned output over a prefix that holds other objects is
+    // refused: replacing it would delete them.
+    let keep = tempfile::NamedTempFile::new().unwrap();
+    moto.put("lake/mixed/keep.txt", keep.path());
+    let mut partitioned = report_args(SAMPLE, "s3://lake/mixed/");
+    partitioned.extend(["--partition-by", "segment"]);
+    let (_, err) = expect(rfm(&endpoint, tmp.path(), &partitioned), 2);
+    assert!(err.contains("mixed/keep.txt"), "{err}");
+    assert_eq!(
+        moto.keys("lake", "mixed/"),
+        vec!["mixed/keep.txt".to_string()]
+    );
+
     // No credentials: a clear message, and no request to any other address.
     let output = Command::new(env!("CARGO_BIN_EXE_rfm"))
         .args(report_args("s3://lake/sales/", "x.parquet"))

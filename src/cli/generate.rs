@@ -229,6 +229,8 @@ pub async fn run(args: GenerateArgs) -> CliResult {
         seed: args.seed,
     };
     let target = Target::Local(args.output.clone());
+    // The folder is replaced whole: refuse one that holds anything.
+    super::output::check_replaceable(&target, &[]).await?;
     let staged = Staged::create_dir(&target)?;
     let root = staged.temp_path().to_path_buf();
     let rows = args.rows;

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -150,11 +151,24 @@ pub fn new_context(run: &args::RunArgs) -> CliResult<SessionContext> {
     if let Some(limit) = &run.memory_limit {
         runtime = runtime.with_memory_limit(parse_size(limit)?, 1.0);
     }
+    // Spill files go to a folder of this process's own, removed when it
+    // ends, interrupted or not.
+    let spill = SPILL_DIR.get_or_init(|| {
+        std::env::temp_dir().join(format!("rfm-spill-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(spill)?;
+    runtime = runtime.with_disk_manager_builder(
+        DiskManagerBuilder::default()
+            .with_mode(DiskManagerMode::Directories(vec![spill.clone()])),
+    );
     let runtime = runtime.build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_rfm::register_all(&ctx)?;
     Ok(ctx)
 }
+
+/// The folder spill files go to, once a session has been made.
+static SPILL_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Bytes in a size such as `2g`, `512m`, `800k` or `1000000`.
 fn parse_size(text: &str) -> CliResult<usize> {
@@ -264,6 +278,23 @@ pub fn main() -> ExitCode {
         }
     });
     runtime.shutdown_background();
+    if let Some(dir) = SPILL_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // A query that ran out of the memory it may use: say how to give it more.
+    let result = match result {
+        Err(CliError::Failed(m)) if m.contains("Resources exhausted") => {
+            Err(CliError::Failed(format!(
+                "{}: the query needs more memory than --memory-limit allows. Raise \
+                 the limit or leave it out.",
+                m.split(" with top memory consumers")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+            )))
+        }
+        other => other,
+    };
     match result {
         Ok(()) | Err(CliError::ClosedPipe) => ExitCode::SUCCESS,
         Err(e) => {

@@ -207,6 +207,89 @@ impl Drop for Staged {
     }
 }
 
+/// Refuses to replace `target` with a folder partitioned by `columns` (or,
+/// with no columns, a new folder) when something other than an earlier such
+/// output is there: replacing the folder would delete it.
+pub async fn check_replaceable(target: &Target, columns: &[String]) -> CliResult {
+    let foreign = |what: &str| {
+        CliError::Usage(format!(
+            "'{}' holds '{what}', which is not part of an earlier output laid out by \
+             {}; replacing the folder would delete it. Write to a new or empty folder.",
+            target.display(),
+            if columns.is_empty() {
+                "this command".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| format!("{c}="))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            }
+        ))
+    };
+    // A path relative to the folder fits when its folders are `column=value`
+    // in order and a file sits below the last one.
+    let fits = |parts: &[String]| {
+        !columns.is_empty()
+            && parts.len() == columns.len() + 1
+            && parts
+                .iter()
+                .zip(columns)
+                .all(|(part, column)| part.starts_with(&format!("{column}=")))
+    };
+    match target {
+        Target::Local(root) => {
+            if root.is_file() {
+                return Err(CliError::Usage(format!(
+                    "'{}' is a file; this output is a folder. Name a folder.",
+                    root.display()
+                )));
+            }
+            if !root.is_dir() {
+                return Ok(());
+            }
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir)?.filter_map(Result::ok) {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                        continue;
+                    }
+                    let parts: Vec<String> = path
+                        .strip_prefix(root)
+                        .unwrap_or(&path)
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    if !fits(&parts) {
+                        return Err(foreign(&path.display().to_string()));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Target::Remote { store, path, url } => {
+            let objects: Vec<_> = store
+                .list(Some(path))
+                .try_collect()
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot list '{url}': {e}")))?;
+            for meta in objects {
+                let parts: Vec<String> = meta
+                    .location
+                    .prefix_match(path)
+                    .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                    .unwrap_or_default();
+                if !fits(&parts) {
+                    return Err(foreign(meta.location.as_ref()));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Puts folder `new` where `target` is: the old folder is moved aside first
 /// and put back if the move fails, then removed.
 fn replace_dir(new: &Path, target: &Path) -> std::io::Result<()> {

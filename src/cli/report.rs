@@ -55,6 +55,16 @@ pub async fn run(args: ReportArgs) -> CliResult {
         target: Target::parse(&args.output, &storage)?,
         partition_by: args.partition_by.clone(),
     };
+    if output.partition_by.is_empty() {
+        check_extension("--output", &args.output, &[".parquet", ".csv"])?;
+    }
+    if let Some(offers) = &args.offers.offers {
+        check_extension("--offers", offers, &[".parquet"])?;
+    }
+    if !output.partition_by.is_empty() {
+        refuse_input_inside(&args.output, &args.input)?;
+        super::output::check_replaceable(&output.target, &output.partition_by).await?;
+    }
     let offers = match (&args.offers.offers, &args.offers.products) {
         (None, _) => None,
         (Some(_), None) => {
@@ -129,6 +139,52 @@ async fn locate_parse_error(
     .flatten()
     .unwrap_or_else(|| input.to_string());
     Some(format!("column '{column}' of file '{file}'"))
+}
+
+/// Refuses a file name whose extension names a format the report does not
+/// write (a name without an extension is Parquet).
+fn check_extension(flag: &str, path: &str, allowed: &[&str]) -> CliResult {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let has_extension = name.trim_start_matches('.').contains('.');
+    if has_extension && !allowed.iter().any(|ext| name.ends_with(ext)) {
+        return Err(CliError::Usage(format!(
+            "{flag} '{path}': the report writes {}; name the file with one of these \
+             extensions.",
+            allowed.join(" or ")
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a folder output that holds the input, which replacing the folder
+/// would delete.
+fn refuse_input_inside(output: &str, input: &str) -> CliResult {
+    // The folder part of the input, before any glob.
+    let base = match input.find(['*', '?', '[']) {
+        Some(at) => &input[..input[..at].rfind('/').map_or(0, |i| i + 1)],
+        None => input,
+    };
+    let inside = if datafusion_rfm::storage::is_remote(output) {
+        let folder = format!("{}/", output.trim_end_matches('/'));
+        base.starts_with(&folder)
+            || base.trim_end_matches('/') == output.trim_end_matches('/')
+    } else {
+        let base = if base.is_empty() { "." } else { base };
+        match (
+            std::path::Path::new(output).canonicalize(),
+            std::path::Path::new(base).canonicalize(),
+        ) {
+            (Ok(out), Ok(inp)) => inp.starts_with(&out),
+            _ => false,
+        }
+    };
+    if inside {
+        return Err(CliError::Usage(format!(
+            "the input '{input}' is inside the output folder '{output}', which the \
+             report replaces. Write the output elsewhere."
+        )));
+    }
+    Ok(())
 }
 
 /// Where the customers go: one file, or a folder partitioned by columns.
@@ -207,7 +263,12 @@ pub async fn run_report(
     offers: Option<(&OfferArgs, Target)>,
     skip_bad_rows: Option<SchemaRef>,
 ) -> CliResult {
-    for column in &output.partition_by {
+    for (i, column) in output.partition_by.iter().enumerate() {
+        if output.partition_by[..i].contains(column) {
+            return Err(CliError::Usage(format!(
+                "--partition-by names '{column}' twice; name each column once."
+            )));
+        }
         if !OUTPUT_COLUMNS.contains(&column.as_str()) {
             return Err(CliError::Usage(format!(
                 "--partition-by: '{column}' is not an output column; use one of {}.",
