@@ -14,7 +14,8 @@ pub struct Cli {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 a query or the report failed, \
-2 bad usage or unreadable input, 130 interrupted (no partial output is left). Logs go to stderr; set RUST_LOG=debug for more.";
+2 bad usage or unreadable input, 130 interrupted (no partial output is left). \
+Logs go to stderr; set RUST_LOG=debug for more.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
