@@ -259,6 +259,15 @@ fn report_reads_a_bucket_and_writes_back_what_a_local_run_writes() {
         0,
     );
     assert_eq!(out, "n\n23570\n");
+    let (_, err) = expect(
+        rfm(
+            &endpoint,
+            tmp.path(),
+            &["sql", "-o", "s3://lake/reports/dir/", "SELECT 1"],
+        ),
+        2,
+    );
+    assert!(err.contains("names a folder"), "{err}");
 
     let from_bucket = rows(&endpoint, tmp.path(), remote_out);
     assert_eq!(from_bucket.lines().count(), 23571);

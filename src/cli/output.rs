@@ -115,6 +115,13 @@ pub type AtomicFile = Staged;
 impl Staged {
     /// A new file to write, and its handle.
     pub fn create(target: &Target) -> CliResult<(Self, File)> {
+        let shown = target.display();
+        if shown.ends_with('/') {
+            return Err(CliError::Usage(format!(
+                "'{shown}' names a folder; this output is one file. Name the file, \
+                 e.g. {shown}customers.parquet."
+            )));
+        }
         let temp = target.staging()?;
         let file = File::create(&temp).map_err(|e| {
             CliError::Usage(format!("cannot write '{}': {e}", target.display()))
