@@ -122,6 +122,13 @@ impl Thresholds {
             confidence: o.ratio("min_confidence")?.unwrap_or(default_confidence),
             lift: o.ratio("min_lift")?.unwrap_or((0, 1)),
         };
+        if thresholds.support.is_some_and(|(num, den)| num > den) {
+            return Err(o.bad_value(
+                "min_support",
+                o.get("min_support").unwrap_or_default(),
+                "a fraction from 0 to 1 (or give min_count, a number of baskets)",
+            ));
+        }
         if thresholds.confidence.0 > thresholds.confidence.1 {
             return Err(o.bad_value(
                 "min_confidence",
