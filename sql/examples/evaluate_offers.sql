@@ -31,7 +31,8 @@ top_sellers AS (
   GROUP BY product_id ORDER BY baskets DESC, product_id LIMIT 200)
 SELECT customer_id, product_id FROM (
   SELECT j.customer_id, t.product_id,
-         row_number() OVER (PARTITION BY j.customer_id ORDER BY t.baskets DESC, t.product_id) AS rank
+         row_number() OVER (PARTITION BY j.customer_id
+                            ORDER BY t.baskets DESC, t.product_id) AS rank
   FROM judged j CROSS JOIN top_sellers t
   LEFT JOIN owned o ON o.customer_id = j.customer_id AND o.product_id = t.product_id
   WHERE o.product_id IS NULL)

@@ -786,6 +786,38 @@ pub(crate) fn row_accumulator(setup: Setup) -> Box<dyn Accumulator> {
     Box::new(RfmMetricsAccumulator::new(setup))
 }
 
+/// Inputs shared by the tests of the row and the grouped accumulator.
+#[cfg(test)]
+pub(crate) mod test_inputs {
+    use super::*;
+
+    /// A call as of day 100 with DOUBLE amounts.
+    pub fn setup(mean: bool, key_kind: KeyKind) -> Setup {
+        Setup {
+            as_of: 100,
+            mean,
+            decimal_scale: None,
+            key_kind,
+            amount_source: "column amount".into(),
+            ts_source: "column day".into(),
+        }
+    }
+
+    /// The argument arrays: days, amounts, order ids and as_of.
+    pub fn batch(
+        days: &[Option<i32>],
+        amounts: &[Option<f64>],
+        ids: &[Option<i64>],
+    ) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Date32Array::from(days.to_vec())),
+            Arc::new(Float64Array::from(amounts.to_vec())),
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(Date32Array::from(vec![Some(100); days.len()])),
+        ]
+    }
+}
+
 /// The result struct array from per-group columns.
 pub(crate) fn metrics_array(
     as_of: i32,
@@ -828,28 +860,10 @@ fn divide_rounded(a: i128, b: i128) -> i128 {
 mod tests {
     use super::*;
 
-    fn accumulator(mean: bool, key_kind: KeyKind) -> RfmMetricsAccumulator {
-        RfmMetricsAccumulator::new(Setup {
-            as_of: 100,
-            mean,
-            decimal_scale: None,
-            key_kind,
-            amount_source: "column amount".into(),
-            ts_source: "column day".into(),
-        })
-    }
+    use super::test_inputs::{batch, setup};
 
-    fn batch(
-        days: &[Option<i32>],
-        amounts: &[Option<f64>],
-        ids: &[Option<i64>],
-    ) -> Vec<ArrayRef> {
-        vec![
-            Arc::new(Date32Array::from(days.to_vec())),
-            Arc::new(Float64Array::from(amounts.to_vec())),
-            Arc::new(Int64Array::from(ids.to_vec())),
-            Arc::new(Date32Array::from(vec![Some(100); days.len()])),
-        ]
+    fn accumulator(mean: bool, key_kind: KeyKind) -> RfmMetricsAccumulator {
+        RfmMetricsAccumulator::new(setup(mean, key_kind))
     }
 
     fn fields(value: ScalarValue) -> Vec<ScalarValue> {
@@ -885,13 +899,7 @@ mod tests {
         right
             .update_batch(&batch(&days[3..], &amounts[3..], &ids[3..]))
             .unwrap();
-        let state: Vec<ArrayRef> = left
-            .state()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_array().unwrap())
-            .collect();
-        right.merge_batch(&state).unwrap();
+        crate::aggregate::test_support::merge_state(&mut left, &mut right);
 
         let expected = fields(whole.evaluate().unwrap());
         assert_eq!(fields(right.evaluate().unwrap()), expected);

@@ -565,30 +565,12 @@ impl GroupsAccumulator for RfmMetricsGroups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Float64Array;
 
     fn setup(key_kind: KeyKind) -> Setup {
-        Setup {
-            as_of: 100,
-            mean: false,
-            decimal_scale: None,
-            key_kind,
-            amount_source: "column amount".into(),
-            ts_source: "column day".into(),
-        }
+        super::super::rfm_metrics::test_inputs::setup(false, key_kind)
     }
 
-    fn batch(
-        days: &[Option<i32>],
-        amounts: &[Option<f64>],
-        ids: &[Option<i64>],
-    ) -> Vec<ArrayRef> {
-        vec![
-            Arc::new(Date32Array::from(days.to_vec())),
-            Arc::new(Float64Array::from(amounts.to_vec())),
-            Arc::new(Int64Array::from(ids.to_vec())),
-        ]
-    }
+    use super::super::rfm_metrics::test_inputs::batch;
 
     /// A test row: group, day, amount, order id.
     type Row = (usize, Option<i32>, Option<f64>, Option<i64>);

@@ -235,13 +235,7 @@ mod tests {
         right
             .update_batch(&batch(&r[1..], &f[1..], &m[1..]))
             .unwrap();
-        let state: Vec<ArrayRef> = left
-            .state()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_array().unwrap())
-            .collect();
-        right.merge_batch(&state).unwrap();
+        crate::aggregate::test_support::merge_state(&mut left, &mut right);
 
         assert_eq!(right.evaluate().unwrap(), whole.evaluate().unwrap());
         assert_eq!(accumulator().evaluate().unwrap(), ScalarValue::Utf8(None));

@@ -109,8 +109,7 @@ fn generate_file(shape: Shape, file: u64, rows: usize, path: &Path) -> CliResult
     let out = File::create(path).map_err(|e| {
         CliError::Failed(format!("cannot write '{}': {e}", path.display()))
     })?;
-    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))?;
     // Order ids are unique across files: file f numbers its orders from
     // f * ROWS_PER_FILE (an order has at least one line).
     let mut order = file * ROWS_PER_FILE as u64;
@@ -166,16 +165,11 @@ fn generate_file(shape: Shape, file: u64, rows: usize, path: &Path) -> CliResult
             Arc::new(Int32Array::from(quantity)),
             Arc::new(Float64Array::from(amount)),
         ];
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
-        writer
-            .write(&batch)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        writer.write(&batch)?;
         written += n;
     }
-    writer
-        .close()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    writer.close()?;
     Ok(written)
 }
 
@@ -199,19 +193,13 @@ fn write_products(shape: Shape, path: &Path) -> CliResult {
             Arc::new(StringArray::from(categories)),
             Arc::new(Float64Array::from(prices)),
         ],
-    )
-    .map_err(|e| CliError::Failed(e.to_string()))?;
+    )?;
     let out = File::create(path).map_err(|e| {
         CliError::Failed(format!("cannot write '{}': {e}", path.display()))
     })?;
-    let mut writer = ArrowWriter::try_new(out, schema, None)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    writer
-        .write(&batch)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    writer
-        .close()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(out, schema, None)?;
+    writer.write(&batch)?;
+    writer.close()?;
     Ok(())
 }
 

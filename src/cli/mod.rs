@@ -86,6 +86,19 @@ impl From<DataFusionError> for CliError {
     }
 }
 
+/// Arrow and Parquet errors while writing output: the run failed.
+impl From<datafusion::arrow::error::ArrowError> for CliError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+impl From<datafusion::parquet::errors::ParquetError> for CliError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

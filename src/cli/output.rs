@@ -426,20 +426,15 @@ pub async fn write_parquet(
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut writer =
-        ArrowWriter::try_new(BufWriter::new(file), stream.schema(), Some(props))
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        ArrowWriter::try_new(BufWriter::new(file), stream.schema(), Some(props))?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         rows += batch.num_rows();
         on_batch(rows);
-        writer
-            .write(&batch)
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        writer.write(&batch)?;
     }
-    writer
-        .close()
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    writer.close()?;
     Ok((atomic, rows))
 }
 
@@ -485,12 +480,11 @@ pub fn write_batches(
             w.finish().map_err(failed)?;
         }
         OutputFormat::Parquet => {
-            let mut w = ArrowWriter::try_new(out, Arc::clone(schema), None)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let mut w = ArrowWriter::try_new(out, Arc::clone(schema), None)?;
             for b in batches {
-                w.write(b).map_err(|e| CliError::Failed(e.to_string()))?;
+                w.write(b)?;
             }
-            w.close().map_err(|e| CliError::Failed(e.to_string()))?;
+            w.close()?;
         }
     }
     Ok(())

@@ -312,19 +312,23 @@ fn offers_sql(q: &OfferQuery) -> String {
            FROM {products} p LEFT JOIN paid ON paid.product_id = p.{prod}), \
          priced AS (\
            SELECT product_id, category, price, \
-                  CASE WHEN percent_rank() OVER (PARTITION BY category ORDER BY price) < 1.0 / 3 THEN 1 \
-                       WHEN percent_rank() OVER (PARTITION BY category ORDER BY price) < 2.0 / 3 THEN 2 \
+                  CASE WHEN percent_rank() OVER (PARTITION BY category ORDER BY price) \
+                            < 1.0 / 3 THEN 1 \
+                       WHEN percent_rank() OVER (PARTITION BY category ORDER BY price) \
+                            < 2.0 / 3 THEN 2 \
                        ELSE 3 END AS price_tier \
            FROM catalog WHERE price IS NOT NULL AND category IS NOT NULL), \
          owned AS (SELECT DISTINCT customer_id, product_id FROM purchases), \
          totals AS (SELECT count(DISTINCT basket) AS baskets FROM purchases), \
          popular AS (\
-           SELECT product_id, count(DISTINCT basket) AS baskets FROM purchases GROUP BY product_id), \
+           SELECT product_id, count(DISTINCT basket) AS baskets FROM purchases \
+           GROUP BY product_id), \
          rules AS ({rules}), \
          cross_sell AS (\
            SELECT o.customer_id, r.consequent AS product_id, \
                   1 - exp(sum(ln(1 - least(r.confidence, 0.999)))) AS strength, \
-                  'owns ' || CAST(first_value(r.antecedent ORDER BY r.confidence DESC, r.antecedent) \
+                  'owns ' || CAST(first_value(r.antecedent \
+                                              ORDER BY r.confidence DESC, r.antecedent) \
                                   AS VARCHAR) AS reason \
            FROM owned o JOIN rules r ON r.antecedent = o.product_id \
            LEFT JOIN owned mine ON mine.customer_id = o.customer_id \
@@ -333,7 +337,8 @@ fn offers_sql(q: &OfferQuery) -> String {
            GROUP BY o.customer_id, r.consequent), \
          affinity AS (\
            SELECT pu.customer_id, pr.category, \
-                  CAST(count(*) AS DOUBLE) / sum(count(*)) OVER (PARTITION BY pu.customer_id) AS share, \
+                  CAST(count(*) AS DOUBLE) \
+                    / sum(count(*)) OVER (PARTITION BY pu.customer_id) AS share, \
                   max(pr.price_tier) AS owned_tier \
            FROM purchases pu JOIN priced pr ON pu.product_id = pr.product_id \
            GROUP BY pu.customer_id, pr.category), \
@@ -369,7 +374,8 @@ fn offers_sql(q: &OfferQuery) -> String {
            SELECT customer_id, product_id, 'cross_sell' AS offer_type, strength, reason \
            FROM cross_sell \
            UNION ALL SELECT customer_id, product_id, 'up_sell', strength, reason FROM up_sell \
-           UNION ALL SELECT customer_id, product_id, 'cross_sell', strength, reason FROM fallback), \
+           UNION ALL \
+           SELECT customer_id, product_id, 'cross_sell', strength, reason FROM fallback), \
          scored AS (\
            SELECT c.customer_id, c.product_id, c.offer_type, c.reason, s.segment, s.tier, \
                   c.strength * CASE s.tier \
