@@ -43,8 +43,10 @@ impl Moto {
                      (pip install 'moto[server]') on the PATH."
                 )
             });
-        let moto = Moto { child, port };
-        wait_for(port, "moto");
+        let mut moto = Moto { child, port };
+        // moto's own API path: S3 requests would count against
+        // INITIAL_NO_AUTH_ACTION_COUNT.
+        wait_for(&mut moto.child, port, "/moto-api/", "moto");
         moto
     }
 
@@ -104,16 +106,46 @@ impl Moto {
     }
 }
 
-/// Waits until a server accepts connections on a loopback port.
-fn wait_for(port: u16, what: &str) {
+/// Waits until the server `child` answers HTTP for `probe` on a loopback
+/// port.
+///
+/// An accepted connection alone is not proof: while nothing listens on a
+/// port in the ephemeral range, a connect can pick that same port as its
+/// source and connect to itself (TCP simultaneous open), so the wait checks
+/// the peer is another socket and that an HTTP status line comes back.
+fn wait_for(child: &mut Child, port: u16, probe: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before it served on port {port}: {status}");
+        }
+        if answers_http(port, probe) {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "{what} did not start on port {port}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn answers_http(port: u16, probe: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if stream.local_addr().ok() == stream.peer_addr().ok() {
+        return false;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let head = format!(
+        "HEAD {probe} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return false;
+    }
+    let mut start = [0u8; 5];
+    stream.read_exact(&mut start).is_ok() && &start == b"HTTP/"
 }
 
 impl Drop for Moto {
@@ -454,7 +486,7 @@ fn tables_read_over_http() {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 serves files over HTTP");
-    wait_for(port, "the HTTP server");
+    wait_for(&mut server, port, "/", "the HTTP server");
     let tmp = tempfile::tempdir().unwrap();
     let table = format!("c=http://127.0.0.1:{port}/cdnow.csv");
     let output = rfm(
@@ -531,12 +563,12 @@ impl Azurite {
                      with scripts/test.sh, which installs it (npm package azurite)."
                 )
             });
-        let azurite = Azurite {
+        let mut azurite = Azurite {
             child,
             port,
             _data: data,
         };
-        wait_for(port, "azurite");
+        wait_for(&mut azurite.child, port, "/", "azurite");
         azurite
     }
 
