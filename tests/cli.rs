@@ -367,6 +367,16 @@ fn worked_examples_in_sql_examples_run() {
         args.extend(["--format", "csv"]);
         let (out, _) = expect(rfm(&args), 0);
         assert!(out.lines().count() > 1, "{name} printed no rows:\n{out}");
+        if name == "evaluate_offers.sql" {
+            // Three methods judged on the same households.
+            let rows: Vec<Vec<&str>> = out
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').collect())
+                .collect();
+            assert_eq!(rows.len(), 3, "{out}");
+            assert!(rows.iter().all(|r| r[1] == rows[0][1]), "{out}");
+        }
     }
 }
 

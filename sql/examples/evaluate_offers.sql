@@ -3,6 +3,10 @@
 -- household, judged on what each household bought afterwards, against a
 -- popularity baseline (the top sellers the household does not own) judged the
 -- same way, on the same households (those with purchases before and after).
+-- A third row, 'hindsight top sellers', is no method: it ranks the products by
+-- how many judged households bought them for the first time after the cut,
+-- which no list made at the cut can know. It bounds what any one list shared
+-- by all households (popularity, trends, seasons) could reach.
 -- scripts/evaluate_offers.sh runs it on the full panel; on the repo sample:
 -- rfm sql -t grocery=data/completejourney/transactions.parquet \
 --         -t products=data/completejourney/products.parquet -f sql/examples/evaluate_offers.sql
@@ -38,11 +42,31 @@ SELECT customer_id, product_id FROM (
   WHERE o.product_id IS NULL)
 WHERE rank <= 3;
 
+CREATE VIEW hindsight AS
+WITH owned AS (SELECT DISTINCT customer_id, product_id FROM before_cut),
+first_buys AS (
+  SELECT a.customer_id, a.product_id FROM after_cut a
+  LEFT JOIN owned o ON o.customer_id = a.customer_id AND o.product_id = a.product_id
+  WHERE o.product_id IS NULL AND a.customer_id IN (SELECT customer_id FROM judged)),
+top_adopted AS (
+  SELECT product_id, count(*) AS adopters FROM first_buys
+  GROUP BY product_id ORDER BY adopters DESC, product_id LIMIT 200)
+SELECT customer_id, product_id FROM (
+  SELECT j.customer_id, t.product_id,
+         row_number() OVER (PARTITION BY j.customer_id
+                            ORDER BY t.adopters DESC, t.product_id) AS rank
+  FROM judged j CROSS JOIN top_adopted t
+  LEFT JOIN owned o ON o.customer_id = j.customer_id AND o.product_id = t.product_id
+  WHERE o.product_id IS NULL)
+WHERE rank <= 3;
+
 WITH offered AS (
   SELECT 'next_best_offer' AS method, customer_id, product_id FROM offers
   WHERE customer_id IN (SELECT customer_id FROM judged)
   UNION ALL
-  SELECT 'popularity baseline', customer_id, product_id FROM baseline),
+  SELECT 'popularity baseline', customer_id, product_id FROM baseline
+  UNION ALL
+  SELECT 'hindsight top sellers', customer_id, product_id FROM hindsight),
 marked AS (
   SELECT o.method, o.customer_id, o.product_id, a.product_id IS NOT NULL AS hit
   FROM offered o

@@ -68,10 +68,13 @@ const MID: [&str; 6] = [
 /// How offers are found, from purchase lines (amount zero or more) dated up
 /// to `as_of`:
 /// - cross-sell: consequents of `association_rules` over the baskets whose
-///   antecedent the customer owns, never a product the customer owns; the
-///   evidence of every owned antecedent combines as a noisy-or,
-///   `strength = 1 - prod(1 - confidence)` (confidence capped at 0.999), and the
-///   reason names the antecedent of the most confident rule;
+///   antecedent the customer owns, never a product the customer owns. The
+///   strength starts from the consequent's share of baskets, the chance a
+///   basket holds it anyway, and adds the added value of each owned
+///   antecedent's rule, `confidence - consequent share` when positive (Tan,
+///   Kumar and Srivastava's "added value"), capped at 1; the reason names the
+///   antecedent of the most confident rule. On the same scale a popular
+///   product that nothing the customer owns points to scores its share alone;
 /// - up-sell: for each category the customer buys, the best-selling product of
 ///   a higher price tier (`high` tier customers: the top tier; `mid`: one tier
 ///   above the highest they own); strength is the category's share of the
@@ -84,8 +87,10 @@ const MID: [&str; 6] = [
 ///   purchases gets).
 ///
 /// `score` is strength times a value weight that follows the tier: `high`
-/// favours premium products (price tier / 3), `mid` is neutral, `low` favours
-/// cheap entry products ((4 - price tier) / 3). Tactics: `high` gets
+/// favours premium products ((2 + price tier) / 5), `mid` is neutral, `low`
+/// favours cheap entry products ((6 - price tier) / 5). The weight spans 0.6
+/// to 1, so it reorders offers of like strength without burying a strongly
+/// related product under a weakly related one of the preferred price. Tactics: `high` gets
 /// `premium`; `mid` gets `bundle_discount` (cross-sell, popular) or
 /// `instalments` (up-sell); `low` gets `entry`, or `trial` for popular
 /// products; `none` gets `trial`. Low-tier customers get no up-sells. A
@@ -326,11 +331,15 @@ fn offers_sql(q: &OfferQuery) -> String {
          rules AS ({rules}), \
          cross_sell AS (\
            SELECT o.customer_id, r.consequent AS product_id, \
-                  1 - exp(sum(ln(1 - least(r.confidence, 0.999)))) AS strength, \
+                  least(1.0, max(r.consequent_share) \
+                             + sum(greatest(r.confidence - r.consequent_share, 0))) \
+                    AS strength, \
                   'owns ' || CAST(first_value(r.antecedent \
                                               ORDER BY r.confidence DESC, r.antecedent) \
                                   AS VARCHAR) AS reason \
-           FROM owned o JOIN rules r ON r.antecedent = o.product_id \
+           FROM owned o \
+           JOIN (SELECT *, CAST(consequent_count AS DOUBLE) / baskets AS consequent_share \
+                 FROM rules) r ON r.antecedent = o.product_id \
            LEFT JOIN owned mine ON mine.customer_id = o.customer_id \
                                AND mine.product_id = r.consequent \
            WHERE mine.product_id IS NULL \
@@ -379,8 +388,8 @@ fn offers_sql(q: &OfferQuery) -> String {
          scored AS (\
            SELECT c.customer_id, c.product_id, c.offer_type, c.reason, s.segment, s.tier, \
                   c.strength * CASE s.tier \
-                    WHEN 'high' THEN coalesce(pr.price_tier, 2) / 3.0 \
-                    WHEN 'low' THEN (4 - coalesce(pr.price_tier, 2)) / 3.0 \
+                    WHEN 'high' THEN (2 + coalesce(pr.price_tier, 2)) / 5.0 \
+                    WHEN 'low' THEN (6 - coalesce(pr.price_tier, 2)) / 5.0 \
                     ELSE 1.0 END AS score \
            FROM candidates c JOIN segments s ON s.customer_id = c.customer_id \
            LEFT JOIN priced pr ON pr.product_id = c.product_id), \
