@@ -381,6 +381,80 @@ fn worked_examples_in_sql_examples_run() {
 }
 
 #[test]
+fn sql_output_names_and_tables_that_would_mislead_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).display().to_string();
+    let (tsv, csv, customers) = (out("x.tsv"), out("x.csv"), out("c.parquet"));
+    let cases = [
+        (
+            vec!["sql", "-o", &tsv, "SELECT 1"],
+            "rfm sql does not write .tsv files",
+        ),
+        (
+            vec!["sql", "--format", "parquet", "-o", &csv, "SELECT 1"],
+            "--format parquet and --output",
+        ),
+        (
+            vec![
+                "sql",
+                "-t",
+                "o=data/cdnow/cdnow_first200.csv",
+                "-t",
+                "o=data/cdnow/cdnow_master.parquet",
+                "SELECT 1",
+            ],
+            "--table names 'o' twice",
+        ),
+        (
+            vec![
+                "report",
+                "-i",
+                "data/cdnow/cdnow_master.parquet",
+                "-o",
+                &customers,
+                "--as-of",
+                "1998-07-01",
+                "--k",
+                "5",
+            ],
+            "--offers <PATH>",
+        ),
+    ];
+    for (args, message) in cases {
+        let (_, stderr) = expect(rfm(&args), 2);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn readme_shows_what_the_one_call_example_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let after = readme
+        .split("(`sql/examples/one_call.sql`):")
+        .nth(1)
+        .expect("README quotes sql/examples/one_call.sql");
+    let shown = after
+        .split("```text\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a text block with the example's output");
+    let (out, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            "grocery=data/completejourney/transactions.parquet",
+            "-f",
+            "sql/examples/one_call.sql",
+        ]),
+        0,
+    );
+    assert_eq!(out, shown, "README's output of one_call.sql is stale");
+}
+
+#[test]
 fn a_closed_stdout_ends_the_run_quietly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rfm"))
         .args(["demo", "--output", "/dev/null"])

@@ -221,23 +221,23 @@ pub struct OfferArgs {
     pub products: Option<String>,
 
     /// Product id column, in both the transactions and the products.
-    #[arg(long, default_value = "product_id")]
+    #[arg(long, default_value = "product_id", requires = "offers")]
     pub product: String,
 
     /// Category column of the products.
-    #[arg(long, default_value = "category")]
+    #[arg(long, default_value = "category", requires = "offers")]
     pub category: String,
 
     /// Price column of the products; without it, the mean unit price paid.
-    #[arg(long, value_name = "COLUMN")]
+    #[arg(long, value_name = "COLUMN", requires = "offers")]
     pub price: Option<String>,
 
     /// Quantity column of the transactions, for unit prices.
-    #[arg(long, value_name = "COLUMN")]
+    #[arg(long, value_name = "COLUMN", requires = "offers")]
     pub quantity: Option<String>,
 
     /// Offers per customer.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, requires = "offers")]
     pub k: usize,
 }
 

@@ -16,17 +16,22 @@ use super::{CliError, CliResult, new_context};
 /// Registers every `--table NAME=PATH` on a new context.
 pub async fn context_with_tables(args: &TableArgs) -> CliResult<SessionContext> {
     let ctx = new_context(&args.run)?;
+    let mut seen = std::collections::HashMap::new();
     for spec in &args.tables {
         let (name, path) = split_spec(spec)?;
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), path) {
+            return Err(CliError::Usage(format!(
+                "--table names '{name}' twice ('{first}' and '{path}'); give each \
+                 table its own name."
+            )));
+        }
         register(&ctx, name, path, &args.read).await?;
     }
     Ok(ctx)
 }
 
 pub async fn run(args: SqlArgs) -> CliResult {
-    let format = args
-        .format
-        .unwrap_or_else(|| format_of(args.output.as_deref().map(Path::new)));
+    let format = output_format(args.format, args.output.as_deref())?;
     let target = match &args.output {
         Some(path) => {
             for spec in &args.tables.tables {
@@ -67,17 +72,50 @@ pub async fn run(args: SqlArgs) -> CliResult {
     }
 }
 
-/// The output format an output file's extension implies.
-fn format_of(path: Option<&Path>) -> OutputFormat {
-    let ext = path
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("parquet") => OutputFormat::Parquet,
-        Some("csv") => OutputFormat::Csv,
-        Some("json" | "ndjson" | "jsonl") => OutputFormat::Json,
-        _ => OutputFormat::Table,
+/// The output format: `--format`, else what the `-o` file's extension
+/// implies, else a table. A `--format` that contradicts the extension, and an
+/// extension the reader knows but the writer does not make (`.tsv`,
+/// compressed CSV), are refused rather than written under a misleading name.
+fn output_format(
+    format: Option<OutputFormat>,
+    output: Option<&str>,
+) -> Result<OutputFormat, CliError> {
+    let lower = output.map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = Path::new(&lower).extension().and_then(|e| e.to_str());
+    let implied = match ext {
+        Some("parquet") => Some(OutputFormat::Parquet),
+        Some("csv") => Some(OutputFormat::Csv),
+        Some("json" | "ndjson" | "jsonl") => Some(OutputFormat::Json),
+        Some(other @ ("tsv" | "gz" | "zst" | "bz2" | "xz")) => {
+            return Err(CliError::Usage(format!(
+                "--output '{}': rfm sql does not write .{other} files; write .csv, \
+                 .parquet or .json (.ndjson, .jsonl) instead.",
+                output.unwrap_or_default()
+            )));
+        }
+        _ => None,
+    };
+    match (format, implied) {
+        (Some(given), Some(implied)) if given != implied => {
+            Err(CliError::Usage(format!(
+                "--format {} and --output '{}' disagree: the extension means {}. Change \
+             one of them.",
+                format_name(given),
+                output.unwrap_or_default(),
+                format_name(implied)
+            )))
+        }
+        (Some(given), _) => Ok(given),
+        (None, implied) => Ok(implied.unwrap_or(OutputFormat::Table)),
+    }
+}
+
+fn format_name(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Table => "table",
+        OutputFormat::Csv => "csv",
+        OutputFormat::Json => "json",
+        OutputFormat::Parquet => "parquet",
     }
 }
 

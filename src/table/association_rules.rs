@@ -8,7 +8,8 @@ use datafusion::common::{Result, plan_datafusion_err};
 
 use crate::options::Options;
 use crate::table::{
-    optional_text, plan_sql, quote_ident, quote_table, resolve_table, text_arg,
+    Holds, check_column_type, optional_text, plan_sql, quote_ident, quote_table,
+    resolve_table, text_arg,
 };
 
 const NAME: &str = "association_rules";
@@ -196,6 +197,12 @@ impl TableFunctionImpl for AssociationRules {
                 ),
             ));
         }
+        if sequence.is_none() && o.get("within_days").is_some() {
+            return Err(plan_datafusion_err!(
+                "{NAME}: within_days applies to sequential rules only; add \
+                 sequence=CUSTOMER_COLUMN, ts=DATE_COLUMN or drop within_days."
+            ));
+        }
         let within_days = o.integer("within_days", 30, 1, 36_500)?;
 
         let provider = resolve_table(NAME, args.session(), &table)?;
@@ -219,6 +226,20 @@ impl TableFunctionImpl for AssociationRules {
                     names.join(", ")
                 ));
             }
+        }
+
+        if let Some(c) = o.get("exclude_negative") {
+            check_column_type(
+                NAME,
+                &schema,
+                (1, &table),
+                "exclude_negative",
+                c,
+                Holds::Number,
+            )?;
+        }
+        if let Some((_, ts)) = &sequence {
+            check_column_type(NAME, &schema, (1, &table), "ts", ts, Holds::Date)?;
         }
 
         let spec = RulesSpec {

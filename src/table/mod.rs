@@ -7,6 +7,7 @@ pub mod rfm_segment_check;
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue, TableReference, plan_datafusion_err};
 use datafusion::execution::SessionState;
@@ -95,6 +96,58 @@ pub(crate) fn resolve_table(
              (CREATE EXTERNAL TABLE, CREATE VIEW, or rfm sql --table {name}=PATH)."
         )
     })
+}
+
+/// What a column named by an option must hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Holds {
+    Number,
+    /// A date, a timestamp or a date string, as `CAST(... AS DATE)` takes.
+    Date,
+}
+
+/// Checks that `column` of `table` (argument `argument`), named by `option`,
+/// holds what the query casts it to, so a wrong column is a planning error
+/// that names it rather than a cast error halfway through the data.
+pub(crate) fn check_column_type(
+    function: &str,
+    schema: &Schema,
+    (argument, table): (usize, &str),
+    option: &str,
+    column: &str,
+    holds: Holds,
+) -> Result<()> {
+    let data_type = schema.field_with_name(column)?.data_type();
+    let (fits, what, fix) = match holds {
+        Holds::Number => (
+            data_type.is_numeric(),
+            "a number",
+            format!("cast it in a view, e.g. CAST(\"{column}\" AS DOUBLE)"),
+        ),
+        Holds::Date => (
+            matches!(
+                data_type,
+                DataType::Date32
+                    | DataType::Date64
+                    | DataType::Timestamp(..)
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+            ),
+            "a date",
+            format!(
+                "give a date, timestamp or ISO date string column, or convert it in a \
+                 view, e.g. to_timestamp_seconds(\"{column}\")"
+            ),
+        ),
+    };
+    if fits || *data_type == DataType::Null {
+        return Ok(());
+    }
+    Err(plan_datafusion_err!(
+        "{function}: option {option} names column '{column}' of argument {argument} \
+         ('{table}'), of type {data_type}, which is not {what}; {fix}."
+    ))
 }
 
 /// A SQL identifier, quoted so any column name is taken literally.

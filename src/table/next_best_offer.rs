@@ -8,9 +8,11 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, plan_datafusion_err};
 
 use crate::options::Options;
+use crate::segments::SegmentMap;
 use crate::table::association_rules::{RulesSpec, Thresholds, rules_sql};
 use crate::table::{
-    as_of_arg, optional_text, plan_sql, quote_ident, quote_table, resolve_table, text_arg,
+    Holds, as_of_arg, check_column_type, optional_text, plan_sql, quote_ident,
+    quote_table, resolve_table, text_arg,
 };
 
 const NAME: &str = "next_best_offer";
@@ -74,7 +76,9 @@ const MID: [&str; 6] = [
 ///   antecedent's rule, `confidence - consequent share` when positive (Tan,
 ///   Kumar and Srivastava's "added value"), capped at 1; the reason names the
 ///   antecedent of the most confident rule. On the same scale a popular
-///   product that nothing the customer owns points to scores its share alone;
+///   product that nothing the customer owns points to scores its share alone.
+///   Strengths and paid prices are rounded (12 and 9 decimals), so float sums
+///   taken in another order give the same offers;
 /// - up-sell: for each category the customer buys, the best-selling product of
 ///   a higher price tier (`high` tier customers: the top tier; `mid`: one tier
 ///   above the highest they own); strength is the category's share of the
@@ -96,6 +100,11 @@ const MID: [&str; 6] = [
 /// products; `none` gets `trial`. Low-tier customers get no up-sells. A
 /// product is offered once per customer; ties are broken by offer type and
 /// product id, so the order is deterministic.
+///
+/// Lines with a NULL customer, product or basket, and product rows with a
+/// NULL id, are left out. Segment names in `high`, `mid` and `low` must be
+/// ones the map gives, each in one tier; names given there win over the
+/// default lists.
 ///
 /// Options name columns (defaults after `=`): `customer=customer_id`,
 /// `product=product_id` (in both tables), `basket=basket_id` (when present;
@@ -146,6 +155,36 @@ fn tier_list(o: &Options, key: &str, default: &[&str]) -> Vec<String> {
         Some(list) => list.split('|').map(|s| s.trim().to_string()).collect(),
         None => default.iter().map(|s| s.to_string()).collect(),
     }
+}
+
+/// Names in the `high`, `mid` and `low` options must be segments the map
+/// gives; a misspelt name would silently leave its customers in `low`.
+fn check_tier_names(o: &Options) -> Result<()> {
+    let map = o.get("map").unwrap_or("default");
+    let bins = o.integer("bins", 5, 2, 9)? as u32;
+    let segments = SegmentMap::parse(map, bins)?;
+    let known: Vec<&str> = segments.names().collect();
+    let mut placed: Vec<(&str, &str)> = Vec::new();
+    for key in ["high", "mid", "low"] {
+        let Some(list) = o.get(key) else { continue };
+        for name in list.split('|').map(str::trim) {
+            if !known.contains(&name) {
+                return Err(plan_datafusion_err!(
+                    "{NAME}: option {key} names segment '{name}', which map '{map}' does \
+                     not give; its segments are {}. Separate names with '|'.",
+                    known.join(", ")
+                ));
+            }
+            if let Some((other, _)) = placed.iter().find(|(_, n)| *n == name) {
+                return Err(plan_datafusion_err!(
+                    "{NAME}: segment '{name}' is named by both {other} and {key}; name \
+                     each segment in one tier."
+                ));
+            }
+            placed.push((key, name));
+        }
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DD` of days since 1970-01-01.
@@ -213,12 +252,41 @@ impl TableFunctionImpl for NextBestOffer {
         if columns.basket.is_none() && names.iter().any(|n| n == "basket_id") {
             columns.basket = Some("basket_id".to_string());
         }
+        let schema = resolve_table(NAME, session, &transactions)?.schema();
+        let typed = [
+            ("ts", Some(&columns.ts), Holds::Date),
+            ("amount", Some(&columns.amount), Holds::Number),
+            ("quantity", columns.quantity.as_ref(), Holds::Number),
+        ];
+        for (option, column, holds) in typed {
+            if let Some(column) = column {
+                check_column_type(
+                    NAME,
+                    &schema,
+                    (1, &transactions),
+                    option,
+                    column,
+                    holds,
+                )?;
+            }
+        }
         let mut wanted = vec![
             ("product", columns.product.as_str()),
             ("category", columns.category.as_str()),
         ];
         wanted.extend(columns.price.as_deref().map(|p| ("price", p)));
         check_columns(session, &products, 2, &wanted)?;
+        if let Some(price) = &columns.price {
+            let schema = resolve_table(NAME, session, &products)?.schema();
+            check_column_type(
+                NAME,
+                &schema,
+                (2, &products),
+                "price",
+                price,
+                Holds::Number,
+            )?;
+        }
 
         let mut rfm_options: Vec<String> = ["bins", "method", "map"]
             .iter()
@@ -231,6 +299,7 @@ impl TableFunctionImpl for NextBestOffer {
             tier_list(&o, "mid", &MID),
             tier_list(&o, "low", &[]),
         ];
+        check_tier_names(&o)?;
 
         let sql = offers_sql(&OfferQuery {
             transactions: &transactions,
@@ -301,7 +370,8 @@ fn offers_sql(q: &OfferQuery) -> String {
         "WITH history AS (\
            SELECT {cust} AS customer_id, {prod} AS product_id, {basket} AS basket, \
                   {amount} AS amount, {unit_price} AS unit_price \
-           FROM {tx} WHERE {cust} IS NOT NULL AND {prod} IS NOT NULL AND {day} <= {as_of}), \
+           FROM {tx} WHERE {cust} IS NOT NULL AND {prod} IS NOT NULL \
+             AND {basket} IS NOT NULL AND {day} <= {as_of}), \
          purchases AS (SELECT * FROM history WHERE amount >= 0), \
          segments AS (\
            SELECT customer_id, segment, \
@@ -311,10 +381,13 @@ fn offers_sql(q: &OfferQuery) -> String {
                        WHEN segment IN ({mid}) THEN 'mid' ELSE 'low' END AS tier \
            FROM rfm_customers({tx_name}, {cust_name}, {ts_name}, {amount_name}, \
                               {as_of_text}, {rfm_options})), \
-         paid AS (SELECT product_id, avg(unit_price) AS price FROM purchases GROUP BY product_id), \
+         paid AS (\
+           SELECT product_id, round(avg(unit_price), 9) AS price FROM purchases \
+           GROUP BY product_id), \
          catalog AS (\
            SELECT p.{prod} AS product_id, p.{category} AS category, {price} AS price \
-           FROM {products} p LEFT JOIN paid ON paid.product_id = p.{prod}), \
+           FROM {products} p LEFT JOIN paid ON paid.product_id = p.{prod} \
+           WHERE p.{prod} IS NOT NULL), \
          priced AS (\
            SELECT product_id, category, price, \
                   CASE WHEN percent_rank() OVER (PARTITION BY category ORDER BY price) \
@@ -331,9 +404,9 @@ fn offers_sql(q: &OfferQuery) -> String {
          rules AS ({rules}), \
          cross_sell AS (\
            SELECT o.customer_id, r.consequent AS product_id, \
-                  least(1.0, max(r.consequent_share) \
-                             + sum(greatest(r.confidence - r.consequent_share, 0))) \
-                    AS strength, \
+                  round(least(1.0, max(r.consequent_share) \
+                                   + sum(greatest(r.confidence - r.consequent_share, 0))), \
+                        12) AS strength, \
                   'owns ' || CAST(first_value(r.antecedent \
                                               ORDER BY r.confidence DESC, r.antecedent) \
                                   AS VARCHAR) AS reason \
