@@ -172,12 +172,7 @@ pub fn score_column(
         return (scores, cuts.clone());
     }
 
-    let mut rows: Vec<(f64, usize)> = values
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.map(|v| (dim.goodness(v), i)))
-        .collect();
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let rows = sorted_with_index(values.iter().map(|v| v.map(|v| dim.goodness(v))));
     let sorted_scores = match spec.method {
         Method::Ntile => ntile_scores(rows.len(), bins),
         Method::Qcut => {
@@ -227,6 +222,43 @@ pub fn score_column(
     } else {
         (scores, cuts_ascending(&raw, &raw_scores, bins))
     }
+}
+
+/// The present values with their positions, sorted by value (in `f64`'s
+/// total order) and then by position.
+///
+/// Each pair is packed into one `u128`, the value's order-preserving bits
+/// above the position, so the sort compares plain integers; every key is
+/// distinct, so an unstable sort gives the one stable order. On millions of
+/// customers this is several times faster than a stable sort of tuples with
+/// a comparison closure.
+fn sorted_with_index(values: impl Iterator<Item = Option<f64>>) -> Vec<(f64, usize)> {
+    let mut keys: Vec<u128> = values
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (u128::from(ordered_bits(v)) << 64) | i as u128))
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|k| (from_ordered_bits((k >> 64) as u64), k as u64 as usize))
+        .collect()
+}
+
+/// Bits of `v` whose unsigned order is `f64::total_cmp`'s order.
+fn ordered_bits(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn from_ordered_bits(bits: u64) -> f64 {
+    f64::from_bits(if bits >> 63 == 1 {
+        bits & !(1 << 63)
+    } else {
+        !bits
+    })
 }
 
 /// The score of one value against cut points.
@@ -320,6 +352,32 @@ pub fn finite_values(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn packed_sort_orders_by_value_then_position() {
+        let values = [
+            Some(2.5),
+            None,
+            Some(-0.0),
+            Some(0.0),
+            Some(-7.25),
+            Some(2.5),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(1e-300),
+        ];
+        let mut expected: Vec<(f64, usize)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (v, i)))
+            .collect();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let got = super::sorted_with_index(values.into_iter());
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!((g.0.to_bits(), g.1), (e.0.to_bits(), e.1));
+        }
+    }
+
     use super::*;
 
     fn spec(text: &str) -> ScoreSpec {

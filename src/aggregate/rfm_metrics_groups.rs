@@ -6,9 +6,10 @@
 //! - Float sums stay exact: each group keeps at most four partials inline
 //!   ([`add_small`], four slots); the rare group whose exact sum needs more moves to an
 //!   [`ExactSum`] in a side map.
-//! - `frequency` counts distinct `(group, key)` pairs of purchase lines in one
-//!   hash set for the whole partition; order ids that are strings are
-//!   interned to numbers first.
+//! - `frequency` counts distinct `(group, key)` pairs of purchase lines,
+//!   appended to one log for the whole partition and sorted and deduplicated
+//!   when the log doubles and when groups are taken; order ids that are
+//!   strings are interned to numbers first.
 //!
 //! The state it emits is the same as the row accumulator's, so partial states
 //! of either form merge into the other.
@@ -23,7 +24,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{
     Date32Type, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, UInt64Type,
 };
-use datafusion::common::{HashMap, HashSet, Result, internal_err};
+use datafusion::common::{HashMap, Result, internal_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use super::rfm_metrics::{Amount, Key, KeyKind, Line, Lines, Setup, metrics_array};
@@ -33,6 +34,8 @@ const NAME: &str = "rfm_metrics";
 /// No purchase yet: first and last purchase days.
 const NO_FIRST: i32 = i32::MAX;
 const NO_LAST: i32 = i32::MIN;
+/// The pair logs' length below which they are not compacted.
+const MIN_COMPACT: usize = 1 << 16;
 /// Partials of a float sum kept inline per group.
 const SLOTS: usize = 4;
 
@@ -45,7 +48,6 @@ struct Group {
     sums: [f64; SLOTS],
     first: i32,
     last: i32,
-    frequency: i64,
     rows_after: u64,
     rows_null: u64,
 }
@@ -54,7 +56,6 @@ const EMPTY: Group = Group {
     sums: [0.0; SLOTS],
     first: NO_FIRST,
     last: NO_LAST,
-    frequency: 0,
     rows_after: 0,
     rows_null: 0,
 };
@@ -67,12 +68,18 @@ pub(crate) struct RfmMetricsGroups {
     groups: Vec<Group>,
     big_sums: HashMap<usize, ExactSum>,
     decimals: Vec<i128>,
-    /// Distinct `(group, key)` pairs of purchase lines.
-    /// Packed as `group << 32 | key` when the key fits 32 bits (dates, most
-    /// order ids): half the bytes per entry, so fewer cache misses.
-    seen: HashSet<u64>,
+    /// `(group, key)` pairs of purchase lines, packed as `group << 32 | key`
+    /// when the key fits 32 bits (dates, most order ids). A log rather than a
+    /// set: an append is a sequential write where a set insert is a cache
+    /// miss in a table of millions. [`Self::compact`] sorts and deduplicates
+    /// it, which also brings each group's keys together for the state.
+    pairs: Vec<u64>,
     /// The pairs whose key does not fit 32 bits.
-    seen_wide: HashSet<(u32, u64)>,
+    pairs_wide: Vec<(u32, u64)>,
+    /// The logs' length at which they are next compacted: twice their length
+    /// after the last compaction, so a log of repeats stays within twice its
+    /// distinct pairs and the sorting costs at most twice the final sort.
+    compact_at: usize,
     /// String order ids and their numbers.
     ids: HashMap<Box<str>, u64>,
     names: Vec<Box<str>>,
@@ -87,8 +94,9 @@ impl RfmMetricsGroups {
             groups: Vec::new(),
             big_sums: HashMap::new(),
             decimals: Vec::new(),
-            seen: HashSet::new(),
-            seen_wide: HashSet::new(),
+            pairs: Vec::new(),
+            pairs_wide: Vec::new(),
+            compact_at: MIN_COMPACT,
             ids: HashMap::new(),
             names: Vec::new(),
             name_bytes: 0,
@@ -173,13 +181,22 @@ impl RfmMetricsGroups {
     }
 
     fn add_key(&mut self, g: usize, key: u64) {
-        let new = match u32::try_from(key) {
-            Ok(key) => self.seen.insert((g as u64) << 32 | key as u64),
-            Err(_) => self.seen_wide.insert((g as u32, key)),
-        };
-        if new {
-            self.groups[g].frequency += 1;
+        match u32::try_from(key) {
+            Ok(key) => self.pairs.push((g as u64) << 32 | key as u64),
+            Err(_) => self.pairs_wide.push((g as u32, key)),
         }
+        if self.pairs.len() + self.pairs_wide.len() >= self.compact_at {
+            self.compact();
+        }
+    }
+
+    /// Sorts the pair logs by group, then key, and drops repeats.
+    fn compact(&mut self) {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        self.pairs_wide.sort_unstable();
+        self.pairs_wide.dedup();
+        self.compact_at = MIN_COMPACT.max(2 * (self.pairs.len() + self.pairs_wide.len()));
     }
 
     /// The float sum of group `g`, as partials (smallest first).
@@ -215,8 +232,18 @@ impl RfmMetricsGroups {
             TakenMoney::Float(partials)
         };
         let groups = emit_to.take_needed(&mut self.groups);
-        let frequency: Vec<i64> = groups.iter().map(|g| g.frequency).collect();
-        // Keys of the taken groups, grouped by a counting sort on the group.
+        // The taken groups' pairs lead the sorted logs; their keys go out
+        // grouped, and the rest shift down by `n` groups.
+        self.compact();
+        let split = self.pairs.partition_point(|p| (p >> 32) < n as u64);
+        let split_wide = self.pairs_wide.partition_point(|(g, _)| (*g as usize) < n);
+        let mut frequency = vec![0i64; n];
+        for p in &self.pairs[..split] {
+            frequency[(p >> 32) as usize] += 1;
+        }
+        for (g, _) in &self.pairs_wide[..split_wide] {
+            frequency[*g as usize] += 1;
+        }
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
         for f in &frequency {
@@ -224,25 +251,22 @@ impl RfmMetricsGroups {
         }
         let mut keys = vec![0u64; offsets[n]];
         let mut cursor = offsets.clone();
-        let mut rest = HashSet::new();
-        let mut rest_wide = HashSet::new();
         let packed = self
-            .seen
-            .drain()
+            .pairs
+            .drain(..split)
             .map(|p| ((p >> 32) as u32, p & 0xFFFF_FFFF));
-        for (g, key) in packed.chain(self.seen_wide.drain()) {
-            let g = g as usize;
-            if g < n {
-                keys[cursor[g]] = key;
-                cursor[g] += 1;
-            } else if let Ok(key) = u32::try_from(key) {
-                rest.insert(((g - n) as u64) << 32 | key as u64);
-            } else {
-                rest_wide.insert(((g - n) as u32, key));
-            }
+        for (g, key) in packed.chain(self.pairs_wide.drain(..split_wide)) {
+            keys[cursor[g as usize]] = key;
+            cursor[g as usize] += 1;
         }
-        self.seen = rest;
-        self.seen_wide = rest_wide;
+        let shift = (n as u64) << 32;
+        for p in &mut self.pairs {
+            *p -= shift;
+        }
+        for (g, _) in &mut self.pairs_wide {
+            *g -= n as u32;
+        }
+        self.compact_at = MIN_COMPACT.max(2 * (self.pairs.len() + self.pairs_wide.len()));
         Taken {
             first: groups.iter().map(|g| g.first).collect(),
             last: groups.iter().map(|g| g.last).collect(),
@@ -555,8 +579,8 @@ impl GroupsAccumulator for RfmMetricsGroups {
         let big = self.big_sums.capacity() * 96;
         groups
             + big
-            + self.seen.capacity() * 9
-            + self.seen_wide.capacity() * 17
+            + self.pairs.capacity() * 8
+            + self.pairs_wide.capacity() * 16
             + self.name_bytes
             + std::mem::size_of_val(self)
     }
@@ -673,6 +697,28 @@ mod tests {
         let mut from_rows = RfmMetricsGroups::new(setup(KeyKind::Ints));
         from_rows.merge_batch(&states, &groups, 23).unwrap();
         check(from_rows.evaluate(EmitTo::All).unwrap());
+    }
+
+    /// Repeats that never come in a row are compacted away as the log grows,
+    /// and still count once.
+    #[test]
+    fn repeated_keys_are_compacted_and_counted_once() {
+        let rows = 3 * MIN_COMPACT;
+        let groups: Vec<usize> = (0..rows).map(|i| i % 3).collect();
+        let days: Vec<Option<i32>> = vec![Some(10); rows];
+        let amounts: Vec<Option<f64>> = vec![Some(1.0); rows];
+        let ids: Vec<Option<i64>> = (0..rows).map(|i| Some((i / 3 % 7) as i64)).collect();
+        let mut acc = RfmMetricsGroups::new(setup(KeyKind::Ints));
+        acc.update_batch(&batch(&days, &amounts, &ids), &groups, None, 3)
+            .unwrap();
+        assert!(acc.pairs.len() < 2 * MIN_COMPACT, "{}", acc.pairs.len());
+        let out = acc.evaluate(EmitTo::All).unwrap();
+        let frequency = out
+            .as_struct()
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .clone();
+        assert_eq!(frequency.values().to_vec(), vec![7, 7, 7]);
     }
 
     #[test]

@@ -159,7 +159,11 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 /// A session with every function of the crate registered and the
 /// information schema on, so `SHOW FUNCTIONS` works.
 pub fn new_context(run: &args::RunArgs) -> CliResult<SessionContext> {
-    let config = SessionConfig::new().with_information_schema(true);
+    // DataFusion's own settings may be tuned from the environment, e.g.
+    // DATAFUSION_EXECUTION_BATCH_SIZE=32768.
+    let config = SessionConfig::from_env()
+        .map_err(|e| CliError::Usage(format!("a DATAFUSION_* variable: {e}")))?
+        .with_information_schema(true);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = &run.memory_limit {
         runtime = runtime.with_memory_limit(parse_size(limit)?, 1.0);
