@@ -425,6 +425,29 @@ fn sql_output_names_and_tables_that_would_mislead_are_refused() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // DataFusion settings come from DATAFUSION_* variables, checked too.
+    let run = |batch_size: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rfm"))
+            .args([
+                "sql",
+                "--format",
+                "csv",
+                "SELECT value AS b FROM information_schema.df_settings \
+                 WHERE name = 'datafusion.execution.batch_size'",
+            ])
+            .env("DATAFUSION_EXECUTION_BATCH_SIZE", batch_size)
+            .output()
+            .unwrap()
+    };
+    let (out, _) = expect(run("32768"), 0);
+    assert_eq!(out, "b\n32768\n");
+    let (_, stderr) = expect(run("lots"), 2);
+    assert!(
+        stderr.contains("DATAFUSION_")
+            && stderr.contains("datafusion.execution.batch_size"),
+        "{stderr}"
+    );
 }
 
 #[test]
