@@ -451,6 +451,39 @@ fn sql_output_names_and_tables_that_would_mislead_are_refused() {
 }
 
 #[test]
+fn association_rules_over_the_memory_limit_stop_with_an_error() {
+    let query = "SELECT count(*) AS rules FROM association_rules('g', 'basket_id', \
+                 'product_id', 'min_count=1')";
+    let table = "g=data/completejourney/transactions.parquet";
+    let (_, stderr) = expect(
+        rfm(&["sql", "--memory-limit", "10m", "-t", table, query]),
+        1,
+    );
+    assert!(
+        stderr.starts_with("rfm: Resources exhausted")
+            && stderr.contains("memory limit allows")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    // With fewer frequent items the same limit is enough.
+    let fewer = query.replace("min_count=1", "min_count=20");
+    let (out, _) = expect(
+        rfm(&[
+            "sql",
+            "--memory-limit",
+            "10m",
+            "--format",
+            "csv",
+            "-t",
+            table,
+            &fewer,
+        ]),
+        0,
+    );
+    assert!(out.starts_with("rules\n"), "{out}");
+}
+
+#[test]
 fn readme_shows_what_the_one_call_example_prints() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))

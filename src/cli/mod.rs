@@ -300,7 +300,10 @@ pub fn main() -> ExitCode {
     }
     // A query that ran out of the memory it may use: say how to give it more.
     let result = match result {
-        Err(CliError::Failed(m)) if m.contains("Resources exhausted") => {
+        Err(CliError::Failed(m))
+            if m.contains("Resources exhausted")
+                && m.contains(" with top memory consumers") =>
+        {
             Err(CliError::Failed(format!(
                 "{}: the query needs more memory than --memory-limit allows. Raise \
                  the limit or leave it out.",

@@ -7,6 +7,7 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
 
 use crate::options::Options;
+use crate::table::pair_rules::{Mining, PairRulesTable};
 use crate::table::{
     Holds, check_column_type, optional_text, plan_sql, quote_ident, quote_table,
     resolve_table, text_arg,
@@ -14,7 +15,7 @@ use crate::table::{
 
 const NAME: &str = "association_rules";
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "min_support",
     "min_count",
     "min_confidence",
@@ -25,6 +26,7 @@ const KEYS: [&str; 10] = [
     "sequence",
     "ts",
     "within_days",
+    "engine",
 ];
 
 /// `association_rules(table, basket, item [, options])`: association rules
@@ -54,6 +56,11 @@ const KEYS: [&str; 10] = [
 /// `ORDER BY`); `max_rules` keeps the first rules by lift, confidence and pair
 /// count, descending, then by items.
 ///
+/// One-item antecedents over baskets are counted in memory (see
+/// `pair_rules`), with memory reserved from the session's pool;
+/// `engine=sql` runs them as one SQL plan instead, with the same result.
+/// Two-item antecedents and sequential rules run as SQL.
+///
 /// Sequential rules: with `sequence=CUSTOMER, ts=COLUMN` (and `within_days=N`,
 /// default 30), a rule `A -> B` counts the customers who bought A and then B
 /// on a later day at most N days after; every count, `baskets` included, is
@@ -63,7 +70,7 @@ const KEYS: [&str; 10] = [
 pub struct AssociationRules;
 
 /// Thresholds as exact fractions.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Thresholds {
     pub support: Option<(u64, u64)>,
     pub count: Option<u64>,
@@ -140,6 +147,27 @@ impl Thresholds {
         Ok(thresholds)
     }
 
+    /// Whether `count` of `baskets` meets the support threshold; the same test
+    /// as [`Self::frequent`] in SQL.
+    pub fn is_frequent(&self, count: u64, baskets: u64) -> bool {
+        let (count, baskets) = (u128::from(count), u128::from(baskets));
+        self.support
+            .is_none_or(|(num, den)| count * u128::from(den) >= u128::from(num) * baskets)
+            && self.count.is_none_or(|min| count >= u128::from(min))
+    }
+
+    /// Whether the rule `A -> C` seen in `pair` baskets, with `ant` baskets
+    /// holding A and `cons` holding C, meets the confidence and lift
+    /// thresholds, compared as integers as in [`rules_sql`].
+    pub fn keeps_rule(&self, pair: u64, ant: u64, cons: u64, baskets: u64) -> bool {
+        let [pair, ant, cons, baskets] = [pair, ant, cons, baskets].map(u128::from);
+        let (conf_num, conf_den) =
+            (u128::from(self.confidence.0), u128::from(self.confidence.1));
+        let (lift_num, lift_den) = (u128::from(self.lift.0), u128::from(self.lift.1));
+        pair * conf_den >= conf_num * ant
+            && pair * baskets * lift_den >= lift_num * ant * cons
+    }
+
     /// SQL condition that `count` of `baskets` meets the support threshold.
     fn frequent(&self, count: &str, baskets: &str) -> String {
         let mut parts = Vec::new();
@@ -204,6 +232,7 @@ impl TableFunctionImpl for AssociationRules {
             ));
         }
         let within_days = o.integer("within_days", 30, 1, 36_500)?;
+        let engine = o.choice("engine", "native", &["native", "sql"])?;
 
         let provider = resolve_table(NAME, args.session(), &table)?;
         let schema = provider.schema();
@@ -258,7 +287,28 @@ impl TableFunctionImpl for AssociationRules {
         };
         let sql = rules_sql(&spec);
         let plan = plan_sql(NAME, args.session(), &sql)?;
-        Ok(Arc::new(ViewTable::new(plan, Some(sql))))
+        if engine == "sql" || spec.sequence.is_some() || spec.size == 2 {
+            return Ok(Arc::new(ViewTable::new(plan, Some(sql))));
+        }
+        // One-item antecedents over baskets: count the pairs in memory.
+        let keep = spec
+            .keep
+            .as_ref()
+            .map_or(String::new(), |k| format!(" AND {k}"));
+        let lines_sql = format!(
+            "SELECT DISTINCT {b} AS basket, {i} AS item FROM {source} \
+             WHERE {b} IS NOT NULL AND {i} IS NOT NULL{keep}",
+            b = spec.basket,
+            i = spec.item,
+            source = spec.source,
+        );
+        let lines = plan_sql(NAME, args.session(), &lines_sql)?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let mining = Mining {
+            thresholds: spec.thresholds,
+            max_rules: spec.max_rules,
+        };
+        Ok(Arc::new(PairRulesTable::new(schema, lines, mining)))
     }
 }
 

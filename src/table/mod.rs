@@ -2,6 +2,7 @@
 
 pub mod association_rules;
 pub mod next_best_offer;
+mod pair_rules;
 pub mod rfm_customers;
 pub mod rfm_segment_check;
 
