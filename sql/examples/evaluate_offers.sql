@@ -28,35 +28,28 @@ CREATE VIEW judged AS
 SELECT DISTINCT customer_id FROM before_cut
 WHERE customer_id IN (SELECT customer_id FROM after_cut);
 
-CREATE VIEW baseline AS
-WITH owned AS (SELECT DISTINCT customer_id, product_id FROM before_cut),
-top_sellers AS (
-  SELECT product_id, count(DISTINCT basket_id) AS baskets FROM before_cut
-  GROUP BY product_id ORDER BY baskets DESC, product_id LIMIT 200)
-SELECT customer_id, product_id FROM (
-  SELECT j.customer_id, t.product_id,
-         row_number() OVER (PARTITION BY j.customer_id
-                            ORDER BY t.baskets DESC, t.product_id) AS rank
-  FROM judged j CROSS JOIN top_sellers t
-  LEFT JOIN owned o ON o.customer_id = j.customer_id AND o.product_id = t.product_id
-  WHERE o.product_id IS NULL)
-WHERE rank <= 3;
+CREATE VIEW owned AS SELECT DISTINCT customer_id, product_id FROM before_cut;
 
-CREATE VIEW hindsight AS
-WITH owned AS (SELECT DISTINCT customer_id, product_id FROM before_cut),
-first_buys AS (
-  SELECT a.customer_id, a.product_id FROM after_cut a
+-- Lists shared by every household, each offered as its top 3 products the
+-- household does not own.
+CREATE VIEW shared_lists AS
+SELECT 'popularity baseline' AS method, product_id, weight FROM (
+  SELECT product_id, count(DISTINCT basket_id) AS weight FROM before_cut
+  GROUP BY product_id ORDER BY weight DESC, product_id LIMIT 200)
+UNION ALL
+SELECT 'hindsight top sellers', product_id, weight FROM (
+  SELECT a.product_id, count(*) AS weight FROM after_cut a
   LEFT JOIN owned o ON o.customer_id = a.customer_id AND o.product_id = a.product_id
-  WHERE o.product_id IS NULL AND a.customer_id IN (SELECT customer_id FROM judged)),
-top_adopted AS (
-  SELECT product_id, count(*) AS adopters FROM first_buys
-  GROUP BY product_id ORDER BY adopters DESC, product_id LIMIT 200)
-SELECT customer_id, product_id FROM (
-  SELECT j.customer_id, t.product_id,
-         row_number() OVER (PARTITION BY j.customer_id
-                            ORDER BY t.adopters DESC, t.product_id) AS rank
-  FROM judged j CROSS JOIN top_adopted t
-  LEFT JOIN owned o ON o.customer_id = j.customer_id AND o.product_id = t.product_id
+  WHERE o.product_id IS NULL AND a.customer_id IN (SELECT customer_id FROM judged)
+  GROUP BY a.product_id ORDER BY weight DESC, a.product_id LIMIT 200);
+
+CREATE VIEW shared_offers AS
+SELECT method, customer_id, product_id FROM (
+  SELECT l.method, j.customer_id, l.product_id,
+         row_number() OVER (PARTITION BY l.method, j.customer_id
+                            ORDER BY l.weight DESC, l.product_id) AS rank
+  FROM judged j CROSS JOIN shared_lists l
+  LEFT JOIN owned o ON o.customer_id = j.customer_id AND o.product_id = l.product_id
   WHERE o.product_id IS NULL)
 WHERE rank <= 3;
 
@@ -64,9 +57,7 @@ WITH offered AS (
   SELECT 'next_best_offer' AS method, customer_id, product_id FROM offers
   WHERE customer_id IN (SELECT customer_id FROM judged)
   UNION ALL
-  SELECT 'popularity baseline', customer_id, product_id FROM baseline
-  UNION ALL
-  SELECT 'hindsight top sellers', customer_id, product_id FROM hindsight),
+  SELECT method, customer_id, product_id FROM shared_offers),
 marked AS (
   SELECT o.method, o.customer_id, o.product_id, a.product_id IS NOT NULL AS hit
   FROM offered o
