@@ -775,7 +775,11 @@ fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
     let (stdout, _) = expect(report(&["--as-of", "2024-06-01", "--bad-rows", "skip"]), 0);
     // With the bad value among the rows inference reads, the column is text.
     let (_, stderr) = expect(report(&["--as-of", "2024-06-01"]), 2);
-    assert!(stderr.contains("column 'amount' holds text"), "{stderr}");
+    assert!(
+        stderr.contains("column 'amount' holds text")
+            && stderr.contains("'oops' (customer_id '7')"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--bad-rows skip"), "{stderr}");
     assert!(
         stdout.contains("1503 input rows, 1500 customers"),

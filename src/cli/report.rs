@@ -91,10 +91,14 @@ pub async fn run(args: ReportArgs) -> CliResult {
         Err(CliError::Usage(m))
             if !skipping && m.contains("must be numeric; got type Utf8") =>
         {
+            let example =
+                first_non_number(&ctx, &args.scoring.amount, &args.scoring.customer)
+                    .await
+                    .unwrap_or_default();
             Err(CliError::Usage(format!(
-                "column '{}' holds text, so some value in it is not a number (input \
-                 '{}'). Fix the values, or pass --bad-rows skip to leave such rows out \
-                 and count them.",
+                "column '{}' holds text, so some value in it is not a number{example} \
+                 (input '{}'). Fix the values, or pass --bad-rows skip to leave such \
+                 rows out and count them.",
                 args.scoring.amount, args.input
             )))
         }
@@ -112,6 +116,28 @@ pub async fn run(args: ReportArgs) -> CliResult {
         }
         other => other,
     }
+}
+
+/// `: 'VALUE' (customer_id 'ID')` for the first value of a text column
+/// that does not read as a number, for an error that points at the row.
+async fn first_non_number(
+    ctx: &SessionContext,
+    column: &str,
+    customer: &str,
+) -> Option<String> {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let sql = format!(
+        "SELECT CAST({c} AS VARCHAR), CAST({k} AS VARCHAR) FROM {INPUT} \
+         WHERE {c} IS NOT NULL AND TRY_CAST({c} AS DOUBLE) IS NULL LIMIT 1",
+        c = quote(column),
+        k = quote(customer),
+    );
+    let batches = ctx.sql(&sql).await.ok()?.collect().await.ok()?;
+    let batch = batches.iter().find(|b| b.num_rows() > 0)?;
+    let text = |i: usize| {
+        datafusion::arrow::util::display::array_value_to_string(batch.column(i), 0).ok()
+    };
+    Some(format!(": '{}' ({customer} '{}')", text(0)?, text(1)?))
 }
 
 /// The file and column name of a CSV parse error, which DataFusion reports
