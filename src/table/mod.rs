@@ -183,8 +183,15 @@ pub(crate) fn plan_sql(
             )
         })?;
     log::debug!("{function} plans: {sql}");
-    right_away(function, state.create_logical_plan(sql))?
-        .map_err(|e| plan_datafusion_err!("{function}: {}", e.strip_backtrace()))
+    right_away(function, state.create_logical_plan(sql))?.map_err(|e| {
+        // A planning error inside reads as a chain of functions, without
+        // "Error during planning" at every level.
+        let inner = match e.find_root() {
+            datafusion::common::DataFusionError::Plan(message) => message.clone(),
+            other => other.strip_backtrace(),
+        };
+        plan_datafusion_err!("{function}: {inner}")
+    })
 }
 
 /// The output of a future that completes without waiting.
