@@ -172,7 +172,11 @@ impl Thresholds {
     fn frequent(&self, count: &str, baskets: &str) -> String {
         let mut parts = Vec::new();
         if let Some((num, den)) = self.support {
-            parts.push(format!("{count} * {den} >= {num} * {baskets}"));
+            // DECIMAL(38, 0): a denominator of 10^12 times a count of millions
+            // overflows 64 bits.
+            parts.push(format!(
+                "CAST({count} AS DECIMAL(38, 0)) * {den} >= CAST({num} AS DECIMAL(38, 0)) * {baskets}"
+            ));
         }
         if let Some(min) = self.count {
             parts.push(format!("{count} >= {min}"));
@@ -275,7 +279,9 @@ impl TableFunctionImpl for AssociationRules {
             source: quote_table(&table),
             basket: quote_ident(&basket),
             item: quote_ident(&item),
-            keep: exclude.map(|c| format!("NOT ({} < 0)", quote_ident(&c))),
+            // A NULL is not negative: only lines known to be returns go.
+            keep: exclude
+                .map(|c| format!("NOT coalesce({} < 0, false)", quote_ident(&c))),
             thresholds,
             size,
             max_rules,
@@ -327,7 +333,8 @@ pub(crate) fn rules_sql(spec: &RulesSpec) -> String {
     // overflowing 64 bits.
     let rule_filter = |pair: &str, ant: &str, cons: &str| {
         format!(
-            "{} AND {pair} * {conf_den} >= {conf_num} * {ant} \
+            "{} AND CAST({pair} AS DECIMAL(38, 0)) * {conf_den} \
+                 >= CAST({conf_num} AS DECIMAL(38, 0)) * {ant} \
              AND CAST(CAST({pair} AS DECIMAL(38, 0)) * t.baskets * {lift_den} AS DECIMAL(38, 0)) \
                  >= CAST({lift_num} * CAST({ant} AS DECIMAL(38, 0)) * {cons} AS DECIMAL(38, 0))",
             t.frequent(pair, "t.baskets"),

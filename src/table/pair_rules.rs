@@ -48,6 +48,10 @@ use super::association_rules::Thresholds;
 
 const NAME: &str = "association_rules";
 const LOW: u64 = 0xFFFF_FFFF;
+/// Bytes per slot of the pair map (key, count and control byte).
+const PAIR_BYTES: usize = 17;
+/// Bytes per rule as columns: two item numbers, four counts, five metrics.
+const RULE_BYTES: usize = 2 * 4 + 4 * 8 + 5 * 8;
 
 /// What is mined from the lines: thresholds and the cap on rules.
 #[derive(Debug, Clone)]
@@ -357,9 +361,10 @@ impl Interner {
 fn reserve(reservation: &MemoryReservation, bytes: usize) -> Result<()> {
     reservation.try_resize(bytes).map_err(|_| {
         resources_datafusion_err!(
-            "{NAME}: counting item pairs needs more than the memory limit allows \
-             ({bytes} bytes). Raise min_support or min_count so fewer items are \
-             frequent, or raise the memory limit."
+            "{NAME}: counting item pairs in memory needs more than the memory limit \
+             allows (it asked for {bytes} bytes). Raise min_support or min_count so \
+             fewer items are frequent, raise the memory limit, or pass engine=sql, \
+             which is slower but whose aggregation can spill to disk."
         )
     })
 }
@@ -390,6 +395,8 @@ async fn mine(
             lines.capacity() * 8 + baskets.size() + items.size(),
         )?;
     }
+    // Upstream operators keep their memory until their stream is dropped.
+    drop(input);
     let basket_total = baskets.len() as u64;
     drop(baskets);
 
@@ -409,23 +416,32 @@ async fn mine(
     // Pairs `a < b` of one basket, as `a << 32 | b`.
     let base = lines.capacity() * 8 + items.size() + item_count.capacity() * 9;
     let mut pairs: HashMap<u64, u64> = HashMap::new();
-    let mut reserved_for = 0;
     for basket in lines.chunk_by(|x, y| x >> 32 == y >> 32) {
         for (k, x) in basket.iter().enumerate() {
             let a = x & LOW;
             for y in &basket[k + 1..] {
+                if pairs.len() == pairs.capacity() {
+                    // Reserve before the map grows: while it rehashes, the
+                    // old table and one of twice the size are both held.
+                    let next = (2 * pairs.capacity()).max(16);
+                    reserve(&reservation, base + (next + pairs.capacity()) * PAIR_BYTES)?;
+                    pairs.reserve(next - pairs.len());
+                    reserve(&reservation, base + pairs.capacity() * PAIR_BYTES)?;
+                }
                 *pairs.entry((a << 32) | (y & LOW)).or_insert(0) += 1;
             }
-        }
-        if pairs.capacity() != reserved_for {
-            reserved_for = pairs.capacity();
-            reserve(&reservation, base + reserved_for * 17)?;
         }
     }
     drop(lines);
 
+    let held = base + pairs.capacity() * PAIR_BYTES;
     let mut rules = Rules::default();
+    let mut checked_at = 0;
     for (&pair, &n) in &pairs {
+        if rules.len() >= checked_at {
+            checked_at = rules.len() + 65_536;
+            reserve(&reservation, held + checked_at * RULE_BYTES)?;
+        }
         if !t.is_frequent(n, basket_total) {
             continue;
         }
@@ -438,7 +454,8 @@ async fn mine(
         }
     }
     drop(pairs);
-    reserve(&reservation, rules.len() * 80)?;
+    // The sorted batch is built beside the rules: twice their bytes.
+    reserve(&reservation, base + 2 * rules.len() * RULE_BYTES)?;
     rules.batch(items.values()?, schema, mining.max_rules)
 }
 
@@ -519,6 +536,11 @@ impl Rules {
         ];
         let descending = SortOptions {
             descending: true,
+            nulls_first: true,
+        };
+        // ORDER BY's defaults: NULLs last when ascending, first when not.
+        let ascending = SortOptions {
+            descending: false,
             nulls_first: false,
         };
         let by = |values: &ArrayRef, options: SortOptions| SortColumn {
@@ -530,8 +552,8 @@ impl Rules {
                 by(&lift, descending),
                 by(&confidence, descending),
                 by(&pair_count, descending),
-                by(&antecedent, SortOptions::default()),
-                by(&consequent, SortOptions::default()),
+                by(&antecedent, ascending),
+                by(&consequent, ascending),
             ],
             max,
         )?;
