@@ -466,7 +466,7 @@ fn association_rules_over_the_memory_limit_stop_with_an_error() {
         "{stderr}"
     );
     // With fewer frequent items the same limit is enough.
-    let fewer = query.replace("min_count=1", "min_count=20");
+    let fewer = query.replace("min_count=1", "min_count=40");
     let (out, _) = expect(
         rfm(&[
             "sql",

@@ -439,7 +439,7 @@ async fn mine(
     let mut checked_at = 0;
     for (&pair, &n) in &pairs {
         if rules.len() >= checked_at {
-            checked_at = rules.len() + 65_536;
+            checked_at = (2 * rules.len()).max(1024);
             reserve(&reservation, held + checked_at * RULE_BYTES)?;
         }
         if !t.is_frequent(n, basket_total) {
