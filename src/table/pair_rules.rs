@@ -37,6 +37,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, Time,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -117,6 +120,7 @@ pub(crate) struct PairRulesExec {
     projection: Option<Vec<usize>>,
     mining: Mining,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl PairRulesExec {
@@ -142,6 +146,7 @@ impl PairRulesExec {
             projection,
             mining,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 }
@@ -201,6 +206,10 @@ impl ExecutionPlan for PairRulesExec {
         )
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -216,12 +225,17 @@ impl ExecutionPlan for PairRulesExec {
         let schema = Arc::clone(&self.schema);
         let projection = self.projection.clone();
         let mining = self.mining.clone();
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
         let rules = async move {
-            let batch = mine(input, reservation, &mining, schema).await?;
-            match projection {
-                Some(p) => Ok(batch.project(&p)?),
-                None => Ok(batch),
-            }
+            let compute = baseline.elapsed_compute().clone();
+            let batch = mine(input, reservation, &mining, schema, &compute).await?;
+            let batch = match projection {
+                Some(p) => batch.project(&p)?,
+                None => batch,
+            };
+            baseline.record_output(batch.num_rows());
+            baseline.done();
+            Ok(batch)
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.properties.eq_properties.schema().clone(),
@@ -375,6 +389,7 @@ async fn mine(
     reservation: MemoryReservation,
     mining: &Mining,
     schema: SchemaRef,
+    compute: &Time,
 ) -> Result<RecordBatch> {
     let t = &mining.thresholds;
     let mut baskets = Interner::new(input.schema().field(0).data_type())?;
@@ -383,6 +398,7 @@ async fn mine(
     let mut lines: Vec<u64> = Vec::new();
     while let Some(batch) = input.next().await {
         let batch = batch?;
+        let _timer = compute.timer();
         let b = baskets.ids(batch.column(0))?;
         let i = items.ids(batch.column(1))?;
         lines.extend(
@@ -397,6 +413,7 @@ async fn mine(
     }
     // Upstream operators keep their memory until their stream is dropped.
     drop(input);
+    let _timer = compute.timer();
     let basket_total = baskets.len() as u64;
     drop(baskets);
 
