@@ -175,7 +175,8 @@ impl Thresholds {
             // DECIMAL(38, 0): a denominator of 10^12 times a count of millions
             // overflows 64 bits.
             parts.push(format!(
-                "CAST({count} AS DECIMAL(38, 0)) * {den} >= CAST({num} AS DECIMAL(38, 0)) * {baskets}"
+                "CAST({count} AS DECIMAL(38, 0)) * {den} \
+                 >= CAST({num} AS DECIMAL(38, 0)) * {baskets}"
             ));
         }
         if let Some(min) = self.count {

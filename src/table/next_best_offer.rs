@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_datafusion_err};
@@ -129,17 +130,19 @@ struct Columns {
     price: Option<String>,
 }
 
+/// The schema of `table` (argument `argument`), which must have every
+/// column that `wanted` names by option.
 fn check_columns(
     session: &dyn Session,
     table: &str,
     argument: usize,
     wanted: &[(&str, &str)],
-) -> Result<Vec<String>> {
-    let provider = resolve_table(NAME, session, table)?;
-    let schema = provider.schema();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+) -> Result<SchemaRef> {
+    let schema = resolve_table(NAME, session, table)?.schema();
     for (option, column) in wanted {
-        if !names.iter().any(|n| n == column) {
+        if schema.field_with_name(column).is_err() {
+            let names: Vec<&str> =
+                schema.fields().iter().map(|f| f.name().as_str()).collect();
             return Err(plan_datafusion_err!(
                 "{NAME}: option {option} names column '{column}', which argument {argument} \
                  ('{table}') does not have; it has {}. Name the column with {option}=...",
@@ -147,7 +150,7 @@ fn check_columns(
             ));
         }
     }
-    Ok(names)
+    Ok(schema)
 }
 
 fn tier_list(o: &Options, key: &str, default: &[&str]) -> Vec<String> {
@@ -248,11 +251,10 @@ impl TableFunctionImpl for NextBestOffer {
         ];
         wanted.extend(columns.basket.as_deref().map(|b| ("basket", b)));
         wanted.extend(columns.quantity.as_deref().map(|q| ("quantity", q)));
-        let names = check_columns(session, &transactions, 1, &wanted)?;
-        if columns.basket.is_none() && names.iter().any(|n| n == "basket_id") {
+        let schema = check_columns(session, &transactions, 1, &wanted)?;
+        if columns.basket.is_none() && schema.field_with_name("basket_id").is_ok() {
             columns.basket = Some("basket_id".to_string());
         }
-        let schema = resolve_table(NAME, session, &transactions)?.schema();
         let typed = [
             ("ts", Some(&columns.ts), Holds::Date),
             ("amount", Some(&columns.amount), Holds::Number),
@@ -275,9 +277,8 @@ impl TableFunctionImpl for NextBestOffer {
             ("category", columns.category.as_str()),
         ];
         wanted.extend(columns.price.as_deref().map(|p| ("price", p)));
-        check_columns(session, &products, 2, &wanted)?;
+        let schema = check_columns(session, &products, 2, &wanted)?;
         if let Some(price) = &columns.price {
-            let schema = resolve_table(NAME, session, &products)?.schema();
             check_column_type(
                 NAME,
                 &schema,
