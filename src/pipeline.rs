@@ -22,6 +22,7 @@ use crate::options::Options;
 use crate::scalar::rfm_segment::RfmSegment;
 use crate::scoring::{Method, SCORE_KEYS, ScoreSpec};
 use crate::segments::SegmentMap;
+use crate::table::customer_metrics::CustomerMetricsTable;
 use crate::window::rfm_score::RfmScore;
 
 /// The output columns of [`customer_scores`], in order.
@@ -260,39 +261,46 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
         datafusion::functions::core::expr_fn::get_field(column("scores"), name)
     };
 
-    LogicalPlanBuilder::from(input)
+    let aggregate = LogicalPlanBuilder::from(input)
         .filter(column(&spec.customer).is_not_null())?
         .aggregate(
             vec![column(&spec.customer).alias("customer_id")],
             vec![metrics],
         )?
-        .project(
-            std::iter::once(column("customer_id"))
-                .chain(metric_names.iter().map(|n| get(n)))
-                .collect::<Vec<_>>(),
-        )?
-        .window(vec![score.alias("scores")])?
-        .project(
-            OUTPUT_COLUMNS[..9]
-                .iter()
-                .map(|n| column(n))
-                .chain([
-                    score_field("r").alias("r"),
-                    score_field("f").alias("f"),
-                    score_field("m").alias("m"),
-                    score_field("code").alias("rfm_code"),
-                    segment_udf
-                        .call(vec![
-                            score_field("r"),
-                            score_field("f"),
-                            score_field("m"),
-                            lit(spec.map.clone()),
-                        ])
-                        .alias("segment"),
-                ])
-                .collect::<Vec<_>>(),
-        )?
-        .build()
+        .build()?;
+    let metrics_table = CustomerMetricsTable::new(aggregate);
+    LogicalPlanBuilder::scan(
+        "customer_metrics",
+        datafusion::datasource::provider_as_source(Arc::new(metrics_table)),
+        None,
+    )?
+    .project(
+        std::iter::once(column("customer_id"))
+            .chain(metric_names.iter().map(|n| get(n)))
+            .collect::<Vec<_>>(),
+    )?
+    .window(vec![score.alias("scores")])?
+    .project(
+        OUTPUT_COLUMNS[..9]
+            .iter()
+            .map(|n| column(n))
+            .chain([
+                score_field("r").alias("r"),
+                score_field("f").alias("f"),
+                score_field("m").alias("m"),
+                score_field("code").alias("rfm_code"),
+                segment_udf
+                    .call(vec![
+                        score_field("r"),
+                        score_field("f"),
+                        score_field("m"),
+                        lit(spec.map.clone()),
+                    ])
+                    .alias("segment"),
+            ])
+            .collect::<Vec<_>>(),
+    )?
+    .build()
 }
 
 /// The purchase date or time of `spec.ts` as `rfm_metrics` takes it: strings

@@ -337,6 +337,27 @@ fn float_lists(sums: &[Vec<f64>]) -> Result<ArrayRef> {
     list(Arc::new(values), &offsets)
 }
 
+/// How many rows ahead a group's state is fetched into the cache: customers
+/// come in no order, so each row's state is a cache miss that the fetch
+/// starts early enough to overlap with the rows in between.
+const PREFETCH_DISTANCE: usize = 16;
+
+/// Asks the processor to load `group`'s cache line; a hint with no effect on
+/// results.
+#[inline(always)]
+fn prefetch(group: &Group) {
+    // SAFETY: SSE is part of every x86_64 target, and a prefetch of a valid
+    // address neither faults nor changes memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (group as *const Group).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = group;
+}
+
 /// Whether row `row` passes the optional filter.
 fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
     filter.is_none_or(|f| f.is_valid(row) && f.value(row))
@@ -357,6 +378,9 @@ impl GroupsAccumulator for RfmMetricsGroups {
         // repeat of the last key of the same group.
         let mut previous: Option<(usize, u64)> = None;
         for (row, &g) in group_indices.iter().enumerate() {
+            if let Some(&ahead) = group_indices.get(row + PREFETCH_DISTANCE) {
+                prefetch(&self.groups[ahead]);
+            }
             if !passes(opt_filter, row) {
                 continue;
             }
