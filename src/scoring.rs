@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use datafusion::common::{Result, exec_datafusion_err};
+use datafusion::common::{HashMap, Result, exec_datafusion_err};
 
 use crate::binning::{
     cuts_ascending, cuts_recency, distinct_counts, ntile_scores, qcut_codes,
@@ -172,7 +172,10 @@ pub fn score_column(
         return (scores, cuts.clone());
     }
 
-    let rows = sorted_with_index(values.iter().map(|v| v.map(|v| dim.goodness(v))));
+    let goodness: Vec<Option<f64>> =
+        values.iter().map(|v| v.map(|v| dim.goodness(v))).collect();
+    let rows = sorted_with_index(&goodness);
+    drop(goodness);
     let sorted_scores = match spec.method {
         Method::Ntile => ntile_scores(rows.len(), bins),
         Method::Qcut => {
@@ -227,13 +230,20 @@ pub fn score_column(
 /// The present values with their positions, sorted by value (in `f64`'s
 /// total order) and then by position.
 ///
-/// Each pair is packed into one `u128`, the value's order-preserving bits
-/// above the position, so the sort compares plain integers; every key is
-/// distinct, so an unstable sort gives the one stable order. On millions of
-/// customers this is several times faster than a stable sort of tuples with
-/// a comparison closure.
-fn sorted_with_index(values: impl Iterator<Item = Option<f64>>) -> Vec<(f64, usize)> {
+/// Recency and frequency take few distinct values (days, purchase counts),
+/// so they are placed by a counting sort: count each value, sort the
+/// distinct ones, and drop every position into its value's run in input
+/// order, two passes over the rows. Values with more distinct values than
+/// [`COUNTING_SORT_VALUES`] (money) are sorted as packed `u128` keys, the
+/// value's order-preserving bits above the position: the sort compares plain
+/// integers, and as every key is distinct an unstable sort gives the one
+/// stable order.
+fn sorted_with_index(values: &[Option<f64>]) -> Vec<(f64, usize)> {
+    if let Some(sorted) = counting_sorted(values) {
+        return sorted;
+    }
     let mut keys: Vec<u128> = values
+        .iter()
         .enumerate()
         .filter_map(|(i, v)| v.map(|v| (u128::from(ordered_bits(v)) << 64) | i as u128))
         .collect();
@@ -241,6 +251,41 @@ fn sorted_with_index(values: impl Iterator<Item = Option<f64>>) -> Vec<(f64, usi
     keys.into_iter()
         .map(|k| (from_ordered_bits((k >> 64) as u64), k as u64 as usize))
         .collect()
+}
+
+/// Distinct values up to which [`sorted_with_index`] counts instead of
+/// sorting; their table stays in the processor's cache.
+const COUNTING_SORT_VALUES: usize = 1 << 14;
+
+/// [`sorted_with_index`] by counting, or `None` when `values` holds more than
+/// [`COUNTING_SORT_VALUES`] distinct values.
+fn counting_sorted(values: &[Option<f64>]) -> Option<Vec<(f64, usize)>> {
+    // Distinct values (as ordered bits) with their counts, then their starts.
+    let mut runs: HashMap<u64, usize> = HashMap::new();
+    let mut present = 0;
+    for v in values.iter().flatten() {
+        *runs.entry(ordered_bits(*v)).or_default() += 1;
+        present += 1;
+        if runs.len() > COUNTING_SORT_VALUES {
+            return None;
+        }
+    }
+    let mut distinct: Vec<u64> = runs.keys().copied().collect();
+    distinct.sort_unstable();
+    let mut start = 0;
+    for bits in distinct {
+        let count = runs.get_mut(&bits)?;
+        (*count, start) = (start, start + *count);
+    }
+    let mut sorted = vec![(0.0, 0); present];
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            let next = runs.get_mut(&ordered_bits(*v))?;
+            sorted[*next] = (*v, i);
+            *next += 1;
+        }
+    }
+    Some(sorted)
 }
 
 /// Bits of `v` whose unsigned order is `f64::total_cmp`'s order.
@@ -303,15 +348,28 @@ pub fn score_struct(
 ) -> Result<datafusion::arrow::array::ArrayRef> {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray, StructArray};
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringBuilder, StructArray};
 
     let [r, f, m] = scores;
-    let code: StringArray = r
-        .iter()
-        .zip(&f)
-        .zip(&m)
-        .map(|((r, f), m)| Some(format!("{}{}{}", (*r)?, (*f)?, (*m)?)))
-        .collect();
+    let mut code = StringBuilder::with_capacity(r.len(), 3 * r.len());
+    let mut digits = String::with_capacity(3);
+    for ((r, f), m) in r.iter().zip(&f).zip(&m) {
+        let (Some(r), Some(f), Some(m)) = (r, f, m) else {
+            code.append_null();
+            continue;
+        };
+        digits.clear();
+        for score in [r, f, m] {
+            match char::from_digit(*score, 10) {
+                Some(digit) => digits.push(digit),
+                None => {
+                    let _ = write!(digits, "{score}");
+                }
+            }
+        }
+        code.append_value(&digits);
+    }
+    let code = code.finish();
     let int = |v: Vec<Option<u32>>| -> ArrayRef {
         Arc::new(
             v.into_iter()
@@ -352,9 +410,11 @@ pub fn finite_values(
 
 #[cfg(test)]
 mod tests {
+    /// Both the counting sort (few distinct values) and the packed sort
+    /// (many) order by value, then position.
     #[test]
-    fn packed_sort_orders_by_value_then_position() {
-        let values = [
+    fn sorts_order_by_value_then_position() {
+        let few = vec![
             Some(2.5),
             None,
             Some(-0.0),
@@ -365,13 +425,25 @@ mod tests {
             Some(f64::NEG_INFINITY),
             Some(1e-300),
         ];
+        assert!(super::counting_sorted(&few).is_some());
+        let many: Vec<Option<f64>> = (0..3 * super::COUNTING_SORT_VALUES)
+            .map(|i| (i % 7 != 0).then(|| ((i * 7919) % 40_000) as f64 - 0.5))
+            .chain(few.iter().copied())
+            .collect();
+        assert!(super::counting_sorted(&many).is_none());
+        for values in [few, many] {
+            check_sorted(values);
+        }
+    }
+
+    fn check_sorted(values: Vec<Option<f64>>) {
         let mut expected: Vec<(f64, usize)> = values
             .iter()
             .enumerate()
             .filter_map(|(i, v)| v.map(|v| (v, i)))
             .collect();
         expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let got = super::sorted_with_index(values.into_iter());
+        let got = super::sorted_with_index(&values);
         assert_eq!(got.len(), expected.len());
         for (g, e) in got.iter().zip(&expected) {
             assert_eq!((g.0.to_bits(), g.1), (e.0.to_bits(), e.1));
