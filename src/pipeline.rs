@@ -13,8 +13,7 @@ use datafusion::common::{
     Column, Result, ScalarValue, TableReference, plan_datafusion_err,
 };
 use datafusion::logical_expr::{
-    AggregateUDF, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, ScalarUDF,
-    WindowUDF, cast, lit,
+    AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, WindowUDF, cast, lit,
 };
 
 use crate::aggregate::rfm_metrics::RfmMetrics;
@@ -245,17 +244,18 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
             None,
         ))
     };
-    let mut score = score_udwf.call(vec![
+    let mut score_args = vec![
         column("recency_days"),
         if_bought("frequency"),
         if_bought("monetary"),
         lit(spec.score_options.clone()),
-    ]);
+    ];
+    // ntile orders equal values by customer id, which rfm_score does
+    // without sorting the customers' rows.
     if spec.needs_order()? {
-        score = score
-            .order_by(vec![column("customer_id").sort(true, true)])
-            .build()?;
+        score_args.push(column("customer_id"));
     }
+    let score = score_udwf.call(score_args);
     let segment_udf = Arc::new(ScalarUDF::from(RfmSegment::new()));
     let score_field = |name: &str| {
         datafusion::functions::core::expr_fn::get_field(column("scores"), name)
