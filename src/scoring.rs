@@ -162,6 +162,25 @@ pub fn score_column(
     dim: Dim,
     spec: &ScoreSpec,
 ) -> (Vec<Option<u32>>, Vec<f64>) {
+    score_column_by(values, dim, spec, None)
+}
+
+/// Sorts the positions of rows with equal values (given in ascending order)
+/// into the order [`score_column_by`] gives them under `Ntile`.
+pub type TieOrder<'a> = &'a dyn Fn(&mut [usize]);
+
+/// [`score_column`], with `Ntile` ordering rows of equal value by `ties`
+/// (then by position) instead of by position alone.
+///
+/// Only a run of equal values that straddles a bucket edge is ordered: the
+/// rows of a run inside one bucket get its score in any order. So a tie key
+/// costs a sort of a few runs, not of every row.
+pub fn score_column_by(
+    values: &[Option<f64>],
+    dim: Dim,
+    spec: &ScoreSpec,
+    ties: Option<TieOrder<'_>>,
+) -> (Vec<Option<u32>>, Vec<f64>) {
     let bins = spec.bins;
     let mut scores = vec![None; values.len()];
     if let Method::Fixed(lists) = &spec.method {
@@ -174,7 +193,7 @@ pub fn score_column(
 
     let goodness: Vec<Option<f64>> =
         values.iter().map(|v| v.map(|v| dim.goodness(v))).collect();
-    let rows = sorted_with_index(&goodness);
+    let mut rows = sorted_with_index(&goodness);
     drop(goodness);
     let sorted_scores = match spec.method {
         Method::Ntile => ntile_scores(rows.len(), bins),
@@ -211,6 +230,9 @@ pub fn score_column(
                 .collect()
         }
     };
+    if let (Method::Ntile, Some(ties)) = (&spec.method, ties) {
+        order_straddling_runs(&mut rows, &sorted_scores, ties);
+    }
     for ((_, i), s) in rows.iter().zip(&sorted_scores) {
         scores[*i] = Some(*s);
     }
@@ -286,6 +308,29 @@ fn counting_sorted(values: &[Option<f64>]) -> Option<Vec<(f64, usize)>> {
         }
     }
     Some(sorted)
+}
+
+/// Reorders the rows of each run of equal values in `rows` whose scores
+/// differ by `ties`, so the run's lower scores go to the rows that come
+/// first.
+fn order_straddling_runs(rows: &mut [(f64, usize)], scores: &[u32], ties: TieOrder<'_>) {
+    let mut start = 0;
+    while start < rows.len() {
+        let bits = rows[start].0.to_bits();
+        let end = start
+            + rows[start..]
+                .iter()
+                .position(|(v, _)| v.to_bits() != bits)
+                .unwrap_or(rows.len() - start);
+        if scores[start] != scores[end - 1] {
+            let mut run: Vec<usize> = rows[start..end].iter().map(|r| r.1).collect();
+            ties(&mut run);
+            for (row, position) in rows[start..end].iter_mut().zip(run) {
+                row.1 = position;
+            }
+        }
+        start = end;
+    }
 }
 
 /// Bits of `v` whose unsigned order is `f64::total_cmp`'s order.

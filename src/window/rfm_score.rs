@@ -3,7 +3,11 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::compute::{SortOptions, sort_to_indices, take};
+use datafusion::arrow::array::{
+    Array, AsArray, DynComparator, Int64Array, make_comparator,
+};
+use datafusion::arrow::compute::{CastOptions, SortOptions, cast_with_options};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, plan_datafusion_err};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
@@ -17,7 +21,7 @@ use crate::args::{
 };
 use crate::options::Options;
 use crate::scoring::{
-    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_column, score_fields,
+    Dim, Method, SCORE_KEYS, ScoreSpec, finite_values, score_column_by, score_fields,
     score_struct,
 };
 
@@ -221,6 +225,56 @@ fn split_tie_key(arg_types: &[DataType]) -> (&[DataType], Option<&DataType>) {
     }
 }
 
+/// The order of a tie key: ascending, NULLs last, then by position.
+struct TieKey {
+    compare: DynComparator,
+    /// The key as 64-bit integers, when it is an integer column: runs are then
+    /// sorted as packed integers rather than through the comparator.
+    integers: Option<Int64Array>,
+}
+
+impl TieKey {
+    fn new(key: &ArrayRef) -> Result<Self> {
+        let ascending = SortOptions::new(false, false);
+        let compare = make_comparator(key.as_ref(), key.as_ref(), ascending)?;
+        let integers = match key.data_type() {
+            // An unsigned key beyond i64 fails the cast and uses the comparator.
+            t if t.is_integer() => {
+                let exact = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                cast_with_options(key, &DataType::Int64, &exact)
+                    .ok()
+                    .map(|k| k.as_primitive::<Int64Type>().clone())
+            }
+            _ => None,
+        };
+        Ok(Self { compare, integers })
+    }
+
+    /// Sorts positions (given ascending) by key, then position.
+    fn sort(&self, run: &mut [usize]) {
+        let Some(keys) = &self.integers else {
+            run.sort_by(|a, b| (self.compare)(*a, *b).then(a.cmp(b)));
+            return;
+        };
+        // NULL flag, the key's order-preserving bits, then the position.
+        let mut packed: Vec<u128> = run
+            .iter()
+            .map(|&i| {
+                let null = u128::from(keys.is_null(i)) << 127;
+                let bits = (keys.value(i) as u64) ^ (1 << 63);
+                null | u128::from(bits) << 63 | i as u128
+            })
+            .collect();
+        packed.sort_unstable();
+        for (slot, key) in run.iter_mut().zip(packed) {
+            *slot = (key & ((1 << 63) - 1)) as usize;
+        }
+    }
+}
+
 /// Scores one partition at a time.
 #[derive(Debug)]
 struct RfmScoreEvaluator {
@@ -234,30 +288,22 @@ impl PartitionEvaluator for RfmScoreEvaluator {
         values: &[ArrayRef],
         _num_rows: usize,
     ) -> Result<ArrayRef> {
-        // With a tie key, ntile scores the rows in the key's order and puts
-        // the scores back in place.
-        let order = match values.get(4) {
-            Some(key) if self.spec.method == Method::Ntile => {
-                let ascending = SortOptions::new(false, false);
-                Some(sort_to_indices(key, Some(ascending), None)?)
-            }
+        let key_order = match values.get(4) {
+            Some(key) if self.spec.method == Method::Ntile => Some(TieKey::new(key)?),
             _ => None,
         };
+        let order_run = |run: &mut [usize]| {
+            if let Some(key) = &key_order {
+                key.sort(run);
+            }
+        };
+        let ties = key_order
+            .is_some()
+            .then_some(&order_run as &dyn Fn(&mut [usize]));
         let mut scores: [Vec<Option<u32>>; 3] = Default::default();
         for (i, dim) in Dim::ALL.iter().enumerate() {
-            let input = match &order {
-                Some(order) => take(&values[i], order, None)?,
-                None => Arc::clone(&values[i]),
-            };
-            let column = finite_values(NAME, *dim, &input, &self.sources[i])?;
-            scores[i] = score_column(&column, *dim, &self.spec).0;
-            if let Some(order) = &order {
-                let mut in_place = vec![None; scores[i].len()];
-                for (score, row) in scores[i].iter().zip(order.values()) {
-                    in_place[*row as usize] = *score;
-                }
-                scores[i] = in_place;
-            }
+            let column = finite_values(NAME, *dim, &values[i], &self.sources[i])?;
+            scores[i] = score_column_by(&column, *dim, &self.spec, ties).0;
         }
         score_struct(scores)
     }
