@@ -292,14 +292,10 @@ impl PartitionEvaluator for RfmScoreEvaluator {
             Some(key) if self.spec.method == Method::Ntile => Some(TieKey::new(key)?),
             _ => None,
         };
-        let order_run = |run: &mut [usize]| {
-            if let Some(key) = &key_order {
-                key.sort(run);
-            }
-        };
-        let ties = key_order
-            .is_some()
-            .then_some(&order_run as &dyn Fn(&mut [usize]));
+        let sort_run = key_order
+            .as_ref()
+            .map(|key| move |run: &mut [usize]| key.sort(run));
+        let ties = sort_run.as_ref().map(|f| f as &dyn Fn(&mut [usize]));
         let mut scores: [Vec<Option<u32>>; 3] = Default::default();
         for (i, dim) in Dim::ALL.iter().enumerate() {
             let column = finite_values(NAME, *dim, &values[i], &self.sources[i])?;
