@@ -212,9 +212,26 @@ impl RfmMetricsGroups {
         }
     }
 
+    /// The float sum of group `g`, correctly rounded.
+    fn float_sum(&self, g: usize) -> f64 {
+        let slot = &self.groups[g].sums;
+        if slot[0].is_nan() {
+            return self.big_sums.get(&g).map_or(0.0, ExactSum::value);
+        }
+        let mut partials = [0.0; SLOTS];
+        let mut n = 0;
+        for &p in slot.iter().filter(|p| **p != 0.0) {
+            partials[n] = p;
+            n += 1;
+        }
+        value_of(&partials[..n])
+    }
+
     /// Takes the groups `emit_to` names out of the state, shifting the rest
-    /// down, and returns them.
-    fn take(&mut self, emit_to: EmitTo) -> Taken {
+    /// down, and returns them: with their order keys and float partials for
+    /// [`Taking::State`], with only the key counts and float sums for
+    /// [`Taking::Values`].
+    fn take(&mut self, emit_to: EmitTo, taking: Taking) -> Taken {
         let n = match emit_to {
             EmitTo::All => self.groups.len(),
             EmitTo::First(n) => n.min(self.groups.len()),
@@ -222,14 +239,17 @@ impl RfmMetricsGroups {
         let money = if self.setup.decimal_scale.is_some() {
             TakenMoney::Decimal(emit_to.take_needed(&mut self.decimals))
         } else {
-            let partials = (0..n).map(|g| self.partials(g)).collect();
+            let money = match taking {
+                Taking::State => TakenMoney::Partials((0..n).map(|g| self.partials(g)).collect()),
+                Taking::Values => TakenMoney::Sums((0..n).map(|g| self.float_sum(g)).collect()),
+            };
             let big = std::mem::take(&mut self.big_sums);
             self.big_sums = big
                 .into_iter()
                 .filter(|(g, _)| *g >= n)
                 .map(|(g, s)| (g - n, s))
                 .collect();
-            TakenMoney::Float(partials)
+            money
         };
         let groups = emit_to.take_needed(&mut self.groups);
         // The taken groups' pairs lead the sorted logs; their keys go out
@@ -244,21 +264,14 @@ impl RfmMetricsGroups {
         for (g, _) in &self.pairs_wide[..split_wide] {
             frequency[*g as usize] += 1;
         }
-        let mut offsets = Vec::with_capacity(n + 1);
-        offsets.push(0usize);
-        for f in &frequency {
-            offsets.push(offsets[offsets.len() - 1] + *f as usize);
-        }
-        let mut keys = vec![0u64; offsets[n]];
-        let mut cursor = offsets.clone();
-        let packed = self
-            .pairs
-            .drain(..split)
-            .map(|p| ((p >> 32) as u32, p & 0xFFFF_FFFF));
-        for (g, key) in packed.chain(self.pairs_wide.drain(..split_wide)) {
-            keys[cursor[g as usize]] = key;
-            cursor[g as usize] += 1;
-        }
+        let keys = match taking {
+            Taking::State => Some(self.take_keys(&frequency, split, split_wide)),
+            Taking::Values => {
+                self.pairs.drain(..split);
+                self.pairs_wide.drain(..split_wide);
+                None
+            }
+        };
         let shift = (n as u64) << 32;
         for p in &mut self.pairs {
             *p -= shift;
@@ -272,11 +285,31 @@ impl RfmMetricsGroups {
             last: groups.iter().map(|g| g.last).collect(),
             money,
             frequency,
-            key_offsets: offsets,
             keys,
             rows_after: groups.iter().map(|g| g.rows_after).collect(),
             rows_null: groups.iter().map(|g| g.rows_null).collect(),
         }
+    }
+
+    /// Drains the leading `split` and `split_wide` pairs of the logs, whose
+    /// groups have `frequency` keys each, into one key list per group.
+    fn take_keys(&mut self, frequency: &[i64], split: usize, split_wide: usize) -> TakenKeys {
+        let mut offsets = Vec::with_capacity(frequency.len() + 1);
+        offsets.push(0usize);
+        for f in frequency {
+            offsets.push(offsets[offsets.len() - 1] + *f as usize);
+        }
+        let mut keys = vec![0u64; offsets[frequency.len()]];
+        let mut cursor = offsets.clone();
+        let packed = self
+            .pairs
+            .drain(..split)
+            .map(|p| ((p >> 32) as u32, p & 0xFFFF_FFFF));
+        for (g, key) in packed.chain(self.pairs_wide.drain(..split_wide)) {
+            keys[cursor[g as usize]] = key;
+            cursor[g as usize] += 1;
+        }
+        TakenKeys { offsets, keys }
     }
 
     /// Key numbers as the array type of the state's key lists.
@@ -295,20 +328,37 @@ impl RfmMetricsGroups {
     }
 }
 
+/// What [`RfmMetricsGroups::take`] takes: the partial state, or only what
+/// the final values need.
+#[derive(Clone, Copy)]
+enum Taking {
+    State,
+    Values,
+}
+
 /// Groups taken out of the state.
 struct Taken {
     first: Vec<i32>,
     last: Vec<i32>,
     money: TakenMoney,
     frequency: Vec<i64>,
-    key_offsets: Vec<usize>,
-    keys: Vec<u64>,
+    /// For [`Taking::State`].
+    keys: Option<TakenKeys>,
     rows_after: Vec<u64>,
     rows_null: Vec<u64>,
 }
 
+/// The distinct order keys of the taken groups, group after group.
+struct TakenKeys {
+    offsets: Vec<usize>,
+    keys: Vec<u64>,
+}
+
 enum TakenMoney {
-    Float(Vec<Vec<f64>>),
+    /// Float sums as partials, for [`Taking::State`].
+    Partials(Vec<Vec<f64>>),
+    /// Float sums, for [`Taking::Values`].
+    Sums(Vec<f64>),
     Decimal(Vec<i128>),
 }
 
@@ -403,14 +453,17 @@ impl GroupsAccumulator for RfmMetricsGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let taken = self.take(emit_to);
+        let taken = self.take(emit_to, Taking::Values);
         let monetary: ArrayRef = match &taken.money {
-            TakenMoney::Float(sums) => Arc::new(
+            TakenMoney::Sums(sums) => Arc::new(
                 sums.iter()
                     .zip(&taken.frequency)
-                    .map(|(p, f)| self.setup.monetary_float(value_of(p), *f))
+                    .map(|(sum, f)| self.setup.monetary_float(*sum, *f))
                     .collect::<Float64Array>(),
             ),
+            TakenMoney::Partials(_) => {
+                return internal_err!("{NAME}: evaluate took float partials");
+            }
             TakenMoney::Decimal(sums) => self.setup.decimal_monetary(
                 sums.iter().copied().zip(taken.frequency.iter().copied()),
             )?,
@@ -428,9 +481,10 @@ impl GroupsAccumulator for RfmMetricsGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let taken = self.take(emit_to);
+        let taken = self.take(emit_to, Taking::State);
         let money: ArrayRef = match &taken.money {
-            TakenMoney::Float(sums) => float_lists(sums)?,
+            TakenMoney::Partials(sums) => float_lists(sums)?,
+            TakenMoney::Sums(_) => return internal_err!("{NAME}: state took float sums"),
             TakenMoney::Decimal(sums) => Arc::new(
                 Decimal128Array::from(sums.clone()).with_precision_and_scale(
                     38,
@@ -442,7 +496,10 @@ impl GroupsAccumulator for RfmMetricsGroups {
             Arc::new(Date32Array::from(days(&taken.first, NO_FIRST))),
             Arc::new(Date32Array::from(days(&taken.last, NO_LAST))),
             money,
-            list(self.key_values(&taken.keys), &taken.key_offsets)?,
+            match &taken.keys {
+                Some(k) => list(self.key_values(&k.keys), &k.offsets)?,
+                None => return internal_err!("{NAME}: state took no order keys"),
+            },
             Arc::new(UInt64Array::from(taken.rows_after)),
             Arc::new(UInt64Array::from(taken.rows_null)),
         ])
