@@ -162,15 +162,21 @@ pub fn score_column(
     dim: Dim,
     spec: &ScoreSpec,
 ) -> (Vec<Option<u32>>, Vec<f64>) {
-    score_column_by(values, dim, spec, None)
+    match rank(values, dim, spec, None) {
+        Ranking::Fixed(cuts) => (fixed_scores(values, dim, cuts), cuts.clone()),
+        Ranking::Sorted(ranked) => {
+            (ranked.scores(values.len()), ranked.cuts(dim, spec.bins))
+        }
+    }
 }
 
 /// Sorts the positions of rows with equal values (given in ascending order)
 /// into the order [`score_column_by`] gives them under `Ntile`.
-pub type TieOrder<'a> = &'a dyn Fn(&mut [usize]);
+pub type TieOrder<'a> = &'a (dyn Fn(&mut [usize]) + Sync);
 
-/// [`score_column`], with `Ntile` ordering rows of equal value by `ties`
-/// (then by position) instead of by position alone.
+/// The scores of [`score_column`] without its cut points, with `Ntile`
+/// ordering rows of equal value by `ties` (then by position) instead of by
+/// position alone.
 ///
 /// Only a run of equal values that straddles a bucket edge is ordered: the
 /// rows of a run inside one bucket get its score in any order. So a tie key
@@ -180,22 +186,76 @@ pub fn score_column_by(
     dim: Dim,
     spec: &ScoreSpec,
     ties: Option<TieOrder<'_>>,
-) -> (Vec<Option<u32>>, Vec<f64>) {
-    let bins = spec.bins;
-    let mut scores = vec![None; values.len()];
-    if let Method::Fixed(lists) = &spec.method {
-        let cuts = &lists[Dim::ALL.iter().position(|d| *d == dim).unwrap_or(0)];
-        for (s, v) in scores.iter_mut().zip(values) {
-            *s = v.map(|v| score_with(dim, v, cuts));
+) -> Vec<Option<u32>> {
+    match rank(values, dim, spec, ties) {
+        Ranking::Fixed(cuts) => fixed_scores(values, dim, cuts),
+        Ranking::Sorted(ranked) => ranked.scores(values.len()),
+    }
+}
+
+/// How a dimension is scored: by the caller's cut points, or by rank.
+enum Ranking<'a> {
+    Fixed(&'a Vec<f64>),
+    Sorted(Ranked),
+}
+
+/// The present values in ascending order of goodness with their positions,
+/// and the score of each.
+struct Ranked {
+    rows: Vec<(f64, usize)>,
+    scores: Vec<u32>,
+}
+
+impl Ranked {
+    /// The score of each of `len` input rows.
+    fn scores(&self, len: usize) -> Vec<Option<u32>> {
+        let mut scores = vec![None; len];
+        for ((_, i), s) in self.rows.iter().zip(&self.scores) {
+            scores[*i] = Some(*s);
         }
-        return (scores, cuts.clone());
+        scores
+    }
+
+    /// Cut points on the raw values in ascending order that reproduce the
+    /// scores.
+    fn cuts(self, dim: Dim, bins: usize) -> Vec<f64> {
+        let mut raw: Vec<f64> = self.rows.iter().map(|(g, _)| dim.goodness(*g)).collect();
+        let mut raw_scores = self.scores;
+        if dim == Dim::Recency {
+            raw.reverse();
+            raw_scores.reverse();
+            cuts_recency(&raw, &raw_scores, bins)
+        } else {
+            cuts_ascending(&raw, &raw_scores, bins)
+        }
+    }
+}
+
+fn fixed_scores(values: &[Option<f64>], dim: Dim, cuts: &[f64]) -> Vec<Option<u32>> {
+    values
+        .iter()
+        .map(|v| v.map(|v| score_with(dim, v, cuts)))
+        .collect()
+}
+
+fn rank<'a>(
+    values: &[Option<f64>],
+    dim: Dim,
+    spec: &'a ScoreSpec,
+    ties: Option<TieOrder<'_>>,
+) -> Ranking<'a> {
+    let bins = spec.bins;
+    if let Method::Fixed(lists) = &spec.method {
+        return Ranking::Fixed(
+            &lists[Dim::ALL.iter().position(|d| *d == dim).unwrap_or(0)],
+        );
     }
 
     let goodness: Vec<Option<f64>> =
         values.iter().map(|v| v.map(|v| dim.goodness(v))).collect();
     let mut rows = sorted_with_index(&goodness);
     drop(goodness);
-    let sorted_scores = match spec.method {
+    let scores = match spec.method {
         Method::Ntile => ntile_scores(rows.len(), bins),
         Method::Qcut => {
             // Bins are cut on the raw values; recency runs the other way.
@@ -231,22 +291,9 @@ pub fn score_column_by(
         }
     };
     if let (Method::Ntile, Some(ties)) = (&spec.method, ties) {
-        order_straddling_runs(&mut rows, &sorted_scores, ties);
+        order_straddling_runs(&mut rows, &scores, ties);
     }
-    for ((_, i), s) in rows.iter().zip(&sorted_scores) {
-        scores[*i] = Some(*s);
-    }
-
-    // Cut points are defined on the raw values in ascending order.
-    let mut raw: Vec<f64> = rows.iter().map(|(g, _)| dim.goodness(*g)).collect();
-    let mut raw_scores = sorted_scores;
-    if dim == Dim::Recency {
-        raw.reverse();
-        raw_scores.reverse();
-        (scores, cuts_recency(&raw, &raw_scores, bins))
-    } else {
-        (scores, cuts_ascending(&raw, &raw_scores, bins))
-    }
+    Ranking::Sorted(Ranked { rows, scores })
 }
 
 /// The present values with their positions, sorted by value (in `f64`'s

@@ -240,8 +240,12 @@ impl RfmMetricsGroups {
             TakenMoney::Decimal(emit_to.take_needed(&mut self.decimals))
         } else {
             let money = match taking {
-                Taking::State => TakenMoney::Partials((0..n).map(|g| self.partials(g)).collect()),
-                Taking::Values => TakenMoney::Sums((0..n).map(|g| self.float_sum(g)).collect()),
+                Taking::State => {
+                    TakenMoney::Partials((0..n).map(|g| self.partials(g)).collect())
+                }
+                Taking::Values => {
+                    TakenMoney::Sums((0..n).map(|g| self.float_sum(g)).collect())
+                }
             };
             let big = std::mem::take(&mut self.big_sums);
             self.big_sums = big
@@ -293,7 +297,12 @@ impl RfmMetricsGroups {
 
     /// Drains the leading `split` and `split_wide` pairs of the logs, whose
     /// groups have `frequency` keys each, into one key list per group.
-    fn take_keys(&mut self, frequency: &[i64], split: usize, split_wide: usize) -> TakenKeys {
+    fn take_keys(
+        &mut self,
+        frequency: &[i64],
+        split: usize,
+        split_wide: usize,
+    ) -> TakenKeys {
         let mut offsets = Vec::with_capacity(frequency.len() + 1);
         offsets.push(0usize);
         for f in frequency {
