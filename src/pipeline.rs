@@ -6,6 +6,7 @@
 //! give the same rows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
@@ -41,6 +42,32 @@ pub const OUTPUT_COLUMNS: [&str; 14] = [
     "rfm_code",
     "segment",
 ];
+
+/// Lines read by the customer aggregation, and those left out because their
+/// customer is NULL, counted as they pass (over every run of the plan).
+#[derive(Debug, Default)]
+pub struct InputCounts {
+    rows: AtomicU64,
+    null_keys: AtomicU64,
+}
+
+impl InputCounts {
+    /// All lines read.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Lines left out for a NULL customer.
+    pub fn null_keys(&self) -> u64 {
+        self.null_keys.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, rows: usize, null_keys: usize) {
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.null_keys
+            .fetch_add(null_keys as u64, Ordering::Relaxed);
+    }
+}
 
 /// What to score: the input's column names, the date and the options.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +216,17 @@ fn column(name: &str) -> Expr {
 /// The plan that scores every customer of `input` as of `spec.as_of`, with the
 /// columns in [`OUTPUT_COLUMNS`]; one row per non-NULL customer id.
 pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<LogicalPlan> {
+    Ok(customer_scores_counted(input, spec)?.0)
+}
+
+/// [`customer_scores`], and the counts of the input rows it reads and of
+/// those it leaves out for a NULL customer id, filled in as the plan runs:
+/// the same numbers as [`null_customer_count`] without reading the input
+/// again.
+pub fn customer_scores_counted(
+    input: LogicalPlan,
+    spec: &PipelineSpec,
+) -> Result<(LogicalPlan, Arc<InputCounts>)> {
     let schema = input.schema().clone();
     for name in [&spec.customer, &spec.ts, &spec.amount]
         .into_iter()
@@ -261,15 +299,16 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
         datafusion::functions::core::expr_fn::get_field(column("scores"), name)
     };
 
+    // The table drops the lines without a customer, counting them.
     let aggregate = LogicalPlanBuilder::from(input)
-        .filter(column(&spec.customer).is_not_null())?
         .aggregate(
             vec![column(&spec.customer).alias("customer_id")],
             vec![metrics],
         )?
         .build()?;
-    let metrics_table = CustomerMetricsTable::new(aggregate);
-    LogicalPlanBuilder::scan(
+    let counts = Arc::new(InputCounts::default());
+    let metrics_table = CustomerMetricsTable::new(aggregate, Arc::clone(&counts));
+    let plan = LogicalPlanBuilder::scan(
         "customer_metrics",
         datafusion::datasource::provider_as_source(Arc::new(metrics_table)),
         None,
@@ -300,7 +339,8 @@ pub fn customer_scores(input: LogicalPlan, spec: &PipelineSpec) -> Result<Logica
             ])
             .collect::<Vec<_>>(),
     )?
-    .build()
+    .build()?;
+    Ok((plan, counts))
 }
 
 /// The purchase date or time of `spec.ts` as `rfm_metrics` takes it: strings

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_rfm::options::Options;
 use datafusion_rfm::pipeline::{
-    PIPELINE_KEYS, PipelineSpec, customer_scores, null_customer_count, scan_table,
+    PIPELINE_KEYS, PipelineSpec, customer_scores_counted, scan_table,
 };
 
 use super::args::{OfferArgs, OutputFormat, ReportArgs, ScoringArgs};
@@ -317,7 +317,7 @@ pub async fn run_report(
             Some(bad_rows::bad_row_counts(marked)?)
         }
     };
-    let plan = customer_scores(scan.clone(), &spec)?;
+    let (plan, counts) = customer_scores_counted(scan, &spec)?;
 
     let progress = Progress::start("scoring customers");
     let stream = ctx
@@ -333,11 +333,6 @@ pub async fn run_report(
     };
     let (written, customers) =
         write_parquet(stream, &single, |rows| progress.rows(rows)).await?;
-    progress.phase("counting input rows");
-    let counts = ctx
-        .execute_logical_plan(null_customer_count(scan, &spec.customer)?)
-        .await?;
-    let counts = counts.collect().await?;
     let bad_counts = match bad_counts {
         Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
         None => Vec::new(),
@@ -353,7 +348,7 @@ pub async fn run_report(
     };
     drop(progress);
 
-    let (mut rows, null_customers) = (first_count(&counts, 0), first_count(&counts, 1));
+    let (mut rows, null_customers) = (counts.rows() as i64, counts.null_keys() as i64);
     let mut bad = Vec::new();
     for batch in &bad_counts {
         let (names, counts) = (batch.column(0).as_string::<i32>(), batch.column(1));
@@ -456,7 +451,7 @@ pub async fn run_report(
             }
         ))?;
     }
-    let dated = first_count(&counts, 0) - null_customers - total(1);
+    let dated = counts.rows() as i64 - null_customers - total(1);
     if dated > 0 && total(0) == dated {
         eprintln!(
             "rfm: warning: every dated row is after the as-of date {}; check --as-of, \

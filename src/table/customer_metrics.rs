@@ -13,34 +13,53 @@
 //! (`SinglePartitioned` mode): no partial state is made, copied or merged.
 //! On the benchmark's 10 million lines (845,000 customers) the report went
 //! from 1.95 to 1.60 s and its peak memory from 525 to 364 MB.
+//!
+//! Lines without a customer are dropped on the way in by a
+//! [`NullKeyFilterExec`], which counts them and all lines as they pass, so
+//! the report states how many it left out without reading the input twice.
 
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::{filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, internal_err};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan,
+    ExecutionPlanProperties, Partitioning, PlanProperties, ReplaceChildrenOptions,
+};
+use futures::StreamExt;
+
+use crate::pipeline::InputCounts;
 
 /// A grouped aggregate (the logical plan it holds) that is scanned as a
-/// one-phase aggregation over hash partitions of its input.
+/// one-phase aggregation over hash partitions of its input, without the rows
+/// whose group key is NULL.
 #[derive(Debug)]
 pub(crate) struct CustomerMetricsTable {
     schema: SchemaRef,
     aggregate: LogicalPlan,
+    counts: Arc<InputCounts>,
 }
 
 impl CustomerMetricsTable {
-    /// `aggregate` is a plan whose root is the aggregate.
-    pub fn new(aggregate: LogicalPlan) -> Self {
+    /// `aggregate` is a plan whose root is the aggregate, grouped by one key;
+    /// `counts` receives the number of rows read and of rows dropped.
+    pub fn new(aggregate: LogicalPlan, counts: Arc<InputCounts>) -> Self {
         Self {
             schema: Arc::clone(aggregate.schema().inner()),
             aggregate,
+            counts,
         }
     }
 }
@@ -63,7 +82,7 @@ impl TableProvider for CustomerMetricsTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = state.create_physical_plan(&self.aggregate).await?;
-        let plan = one_phase(plan)?;
+        let plan = one_phase(drop_null_keys(plan, &self.counts)?)?;
         match projection {
             Some(p) if p.len() != self.schema.fields().len() => {
                 let exprs = p
@@ -81,6 +100,161 @@ impl TableProvider for CustomerMetricsTable {
             }
             _ => Ok(plan),
         }
+    }
+}
+
+/// Puts a [`NullKeyFilterExec`] under the aggregate of `plan` that reads its
+/// raw rows.
+fn drop_null_keys(
+    plan: Arc<dyn ExecutionPlan>,
+    counts: &Arc<InputCounts>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut filters = 0;
+    let plan = plan
+        .transform_down(|node| {
+            let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let reads_rows = matches!(
+                aggregate.mode(),
+                AggregateMode::Partial
+                    | AggregateMode::Single
+                    | AggregateMode::SinglePartitioned
+            );
+            if !reads_rows {
+                return Ok(Transformed::no(node));
+            }
+            let keys = aggregate.group_expr().input_exprs();
+            let [key] = keys.as_slice() else {
+                return internal_err!("customer metrics: expected one group key");
+            };
+            filters += 1;
+            let filter = NullKeyFilterExec::new(
+                Arc::clone(aggregate.input()),
+                Arc::clone(key),
+                Arc::clone(counts),
+            );
+            let node = Arc::clone(&node).replace_children(
+                vec![Arc::new(filter)],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )?;
+            // The rows below are the input's; any aggregate there is its own.
+            Ok(Transformed::new(node, true, TreeNodeRecursion::Jump))
+        })?
+        .data;
+    if filters != 1 {
+        return internal_err!(
+            "customer metrics: expected one aggregate over the lines, found {filters}"
+        );
+    }
+    Ok(plan)
+}
+
+/// Drops the rows whose key is NULL, counting them and all rows.
+#[derive(Debug)]
+struct NullKeyFilterExec {
+    input: Arc<dyn ExecutionPlan>,
+    key: Arc<dyn PhysicalExpr>,
+    counts: Arc<InputCounts>,
+    properties: Arc<PlanProperties>,
+}
+
+impl NullKeyFilterExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        key: Arc<dyn PhysicalExpr>,
+        counts: Arc<InputCounts>,
+    ) -> Self {
+        // Dropping rows keeps the input's schema, partitioning and order.
+        let properties = Arc::clone(input.properties());
+        Self {
+            input,
+            key,
+            counts,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for NullKeyFilterExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "NullKeyFilterExec: {} IS NOT NULL, counted", self.key)
+    }
+}
+
+impl ExecutionPlan for NullKeyFilterExec {
+    fn name(&self) -> &str {
+        "NullKeyFilterExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        f(&self.key)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return internal_err!(
+                "NullKeyFilterExec takes one input, got {}",
+                children.len()
+            );
+        }
+        Ok(Arc::new(NullKeyFilterExec::new(
+            children.swap_remove(0),
+            Arc::clone(&self.key),
+            Arc::clone(&self.counts),
+        )))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let key = Arc::clone(&self.key);
+        let counts = Arc::clone(&self.counts);
+        let kept = input.map(move |batch| {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            let key = key.evaluate(&batch)?.into_array(rows)?;
+            let nulls = key.logical_null_count();
+            counts.add(rows, nulls);
+            if nulls == 0 {
+                return Ok(batch);
+            }
+            Ok(filter_record_batch(&batch, &is_not_null(&key)?)?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
     }
 }
 
@@ -132,6 +306,8 @@ mod tests {
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     use super::*;
+    use crate::options::Options;
+    use crate::pipeline::{PipelineSpec, customer_scores_counted};
 
     /// The modes of the aggregates in `plan` and the partition counts of its
     /// hash repartitions, from the root down.
@@ -152,33 +328,47 @@ mod tests {
         (modes, hashes)
     }
 
+    /// A session with `target` partitions and a table `lines` of two
+    /// partitions, each with customers 1 and 2 and one line without a
+    /// customer.
+    fn lines(target: usize) -> SessionContext {
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(target),
+        );
+        crate::register_all(&ctx).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Int64, true),
+            Field::new("day", DataType::Int64, false),
+            Field::new("amount", DataType::Float64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(1)])),
+                Arc::new(Int64Array::from(vec![0, 86_400, 2 * 86_400, 3 * 86_400])),
+                Arc::new(Float64Array::from(vec![5.0, 7.0, 1.0, 2.5])),
+            ],
+        )
+        .unwrap();
+        let table =
+            MemTable::try_new(schema, vec![vec![batch.clone()], vec![batch]]).unwrap();
+        ctx.register_table("lines", Arc::new(table)).unwrap();
+        ctx
+    }
+
+    fn pretty(batches: &[RecordBatch]) -> String {
+        datafusion::arrow::util::pretty::pretty_format_batches(batches)
+            .unwrap()
+            .to_string()
+    }
+
     /// `rfm_customers` aggregates raw lines once, over as many hash
     /// partitions as the session's target, and every customer's lines meet
     /// in one of them.
     #[tokio::test]
     async fn customers_are_aggregated_in_one_phase() {
         for target in [2, 3] {
-            let ctx = SessionContext::new_with_config(
-                SessionConfig::new().with_target_partitions(target),
-            );
-            crate::register_all(&ctx).unwrap();
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("customer_id", DataType::Int64, true),
-                Field::new("day", DataType::Int64, false),
-                Field::new("amount", DataType::Float64, false),
-            ]));
-            let batch = RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![
-                    Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(1)])),
-                    Arc::new(Int64Array::from(vec![0, 86_400, 2 * 86_400, 3 * 86_400])),
-                    Arc::new(Float64Array::from(vec![5.0, 7.0, 1.0, 2.5])),
-                ],
-            )
-            .unwrap();
-            let table = MemTable::try_new(schema, vec![vec![batch.clone()], vec![batch]])
-                .unwrap();
-            ctx.register_table("lines", Arc::new(table)).unwrap();
+            let ctx = lines(target);
             let df = ctx
                 .sql(
                     "SELECT customer_id, frequency, monetary FROM rfm_customers('lines', \
@@ -191,11 +381,7 @@ mod tests {
             let (modes, hashes) = shape(&plan);
             assert_eq!(modes, [AggregateMode::SinglePartitioned]);
             assert_eq!(hashes, [target]);
-            let rows = datafusion::arrow::util::pretty::pretty_format_batches(
-                &df.collect().await.unwrap(),
-            )
-            .unwrap()
-            .to_string();
+            let rows = pretty(&df.collect().await.unwrap());
             assert!(
                 rows.contains("| 1           | 2         | 15.0     |"),
                 "{rows}"
@@ -203,6 +389,42 @@ mod tests {
             assert!(
                 rows.contains("| 2           | 1         | 14.0     |"),
                 "{rows}"
+            );
+        }
+    }
+
+    /// Lines without a customer are left out of the scores, whatever the
+    /// plan's shape, and counted with all lines as the plan runs.
+    #[tokio::test]
+    async fn lines_without_a_customer_are_dropped_and_counted() {
+        for target in [1, 2, 3] {
+            let ctx = lines(target);
+            let options =
+                Options::parse("test", "ts_unit=s", &crate::pipeline::PIPELINE_KEYS)
+                    .unwrap();
+            let as_of = 19_875; // 2024-06-01
+            let spec = PipelineSpec::new(
+                "test",
+                ["customer_id", "day", "amount"],
+                as_of,
+                &options,
+            )
+            .unwrap();
+            let scan = ctx.table("lines").await.unwrap().into_unoptimized_plan();
+            let (plan, counts) = customer_scores_counted(scan, &spec).unwrap();
+            let batches = ctx
+                .execute_logical_plan(plan)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let customers: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(customers, 2, "target {target}: {}", pretty(&batches));
+            assert_eq!(
+                (counts.rows(), counts.null_keys()),
+                (8, 2),
+                "target {target}"
             );
         }
     }
