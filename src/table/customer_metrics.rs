@@ -27,6 +27,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, internal_err};
+use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
 use datafusion::physical_expr::PhysicalExpr;
@@ -40,6 +41,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::customer_groups::CustomerGroupsExec;
 use crate::pipeline::InputCounts;
 
 /// A grouped aggregate (the logical plan it holds) that is scanned as a
@@ -82,7 +84,12 @@ impl TableProvider for CustomerMetricsTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = state.create_physical_plan(&self.aggregate).await?;
-        let plan = one_phase(drop_null_keys(plan, &self.counts)?)?;
+        let mut plan = one_phase(drop_null_keys(plan, &self.counts)?)?;
+        // Without a memory limit nothing spills, so the aggregation can be
+        // one that cannot.
+        if let MemoryLimit::Infinite = state.runtime_env().memory_pool.memory_limit() {
+            plan = own_groups(plan)?;
+        }
         match projection {
             Some(p) if p.len() != self.schema.fields().len() => {
                 let exprs = p
@@ -258,6 +265,28 @@ impl ExecutionPlan for NullKeyFilterExec {
     }
 }
 
+/// Replaces the one-phase aggregates of `plan` that a [`CustomerGroupsExec`]
+/// can run (an integer key) with one.
+fn own_groups(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_down(|node| {
+        let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        if *aggregate.mode() != AggregateMode::SinglePartitioned {
+            return Ok(Transformed::no(node));
+        }
+        match CustomerGroupsExec::try_new(&Arc::new(aggregate.clone()))? {
+            Some(exec) => Ok(Transformed::new(
+                Arc::new(exec) as Arc<dyn ExecutionPlan>,
+                true,
+                TreeNodeRecursion::Jump,
+            )),
+            None => Ok(Transformed::no(node)),
+        }
+    })
+    .map(|t| t.data)
+}
+
 /// Replaces each partial, repartition and final aggregate chain of `plan`
 /// with a repartition of the raw rows into as many hash partitions and one
 /// aggregate over them. Plans of other shapes (one target partition, no
@@ -299,23 +328,31 @@ fn one_phase(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch};
+    use datafusion::arrow::array::{
+        ArrayRef, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
+        StringArray, UInt64Array,
+    };
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::datasource::MemTable;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     use super::*;
     use crate::options::Options;
     use crate::pipeline::{PipelineSpec, customer_scores_counted};
 
-    /// The modes of the aggregates in `plan` and the partition counts of its
-    /// hash repartitions, from the root down.
-    fn shape(plan: &Arc<dyn ExecutionPlan>) -> (Vec<AggregateMode>, Vec<usize>) {
-        let (mut modes, mut hashes) = (Vec::new(), Vec::new());
+    /// The aggregations in `plan` (an `AggregateExec`'s mode, or our exec's
+    /// name) and the partition counts of its hash repartitions, from the root
+    /// down.
+    fn shape(plan: &Arc<dyn ExecutionPlan>) -> (Vec<String>, Vec<usize>) {
+        let (mut aggregates, mut hashes) = (Vec::new(), Vec::new());
         plan.apply(|node| {
             if let Some(a) = node.downcast_ref::<AggregateExec>() {
-                modes.push(*a.mode());
+                aggregates.push(format!("{:?}", a.mode()));
+            }
+            if node.downcast_ref::<CustomerGroupsExec>().is_some() {
+                aggregates.push(node.name().to_string());
             }
             if let Some(r) = node.downcast_ref::<RepartitionExec>()
                 && let Partitioning::Hash(_, n) = r.partitioning()
@@ -325,26 +362,30 @@ mod tests {
             Ok(TreeNodeRecursion::Continue)
         })
         .unwrap();
-        (modes, hashes)
+        (aggregates, hashes)
     }
 
-    /// A session with `target` partitions and a table `lines` of two
-    /// partitions, each with customers 1 and 2 and one line without a
-    /// customer.
-    fn lines(target: usize) -> SessionContext {
-        let ctx = SessionContext::new_with_config(
-            SessionConfig::new().with_target_partitions(target),
-        );
+    /// A session with `target` partitions, a memory limit or none, and a
+    /// table `lines` of two partitions, each with customers `ids[0]` and
+    /// `ids[1]` and one line without a customer.
+    fn lines_with(target: usize, limited: bool, ids: ArrayRef) -> SessionContext {
+        let config = SessionConfig::new().with_target_partitions(target);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if limited {
+            runtime = runtime.with_memory_limit(1 << 30, 1.0);
+        }
+        let ctx =
+            SessionContext::new_with_config_rt(config, runtime.build_arc().unwrap());
         crate::register_all(&ctx).unwrap();
         let schema = Arc::new(Schema::new(vec![
-            Field::new("customer_id", DataType::Int64, true),
+            Field::new("customer_id", ids.data_type().clone(), true),
             Field::new("day", DataType::Int64, false),
             Field::new("amount", DataType::Float64, false),
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(1)])),
+                ids,
                 Arc::new(Int64Array::from(vec![0, 86_400, 2 * 86_400, 3 * 86_400])),
                 Arc::new(Float64Array::from(vec![5.0, 7.0, 1.0, 2.5])),
             ],
@@ -356,6 +397,15 @@ mod tests {
         ctx
     }
 
+    /// [`lines_with`] customers 1 and 2, without a memory limit.
+    fn lines(target: usize) -> SessionContext {
+        let ids = Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(1)]));
+        lines_with(target, false, ids)
+    }
+
+    const CUSTOMERS: &str = "SELECT customer_id, frequency, monetary FROM rfm_customers('lines', \
+         'customer_id', 'day', 'amount', '2024-06-01', 'ts_unit=s') ORDER BY customer_id";
+
     fn pretty(batches: &[RecordBatch]) -> String {
         datafusion::arrow::util::pretty::pretty_format_batches(batches)
             .unwrap()
@@ -364,22 +414,22 @@ mod tests {
 
     /// `rfm_customers` aggregates raw lines once, over as many hash
     /// partitions as the session's target, and every customer's lines meet
-    /// in one of them.
+    /// in one of them: in our exec without a memory limit, in DataFusion's
+    /// (which can spill) under one.
     #[tokio::test]
     async fn customers_are_aggregated_in_one_phase() {
-        for target in [2, 3] {
-            let ctx = lines(target);
-            let df = ctx
-                .sql(
-                    "SELECT customer_id, frequency, monetary FROM rfm_customers('lines', \
-                     'customer_id', 'day', 'amount', '2024-06-01', 'ts_unit=s') \
-                     ORDER BY customer_id",
-                )
-                .await
-                .unwrap();
+        for (target, limited) in [(2, false), (3, false), (2, true), (3, true)] {
+            let ids = Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(1)]));
+            let ctx = lines_with(target, limited, ids);
+            let df = ctx.sql(CUSTOMERS).await.unwrap();
             let plan = df.clone().create_physical_plan().await.unwrap();
-            let (modes, hashes) = shape(&plan);
-            assert_eq!(modes, [AggregateMode::SinglePartitioned]);
+            let (aggregates, hashes) = shape(&plan);
+            let expected = if limited {
+                "SinglePartitioned"
+            } else {
+                "CustomerGroupsExec"
+            };
+            assert_eq!(aggregates, [expected]);
             assert_eq!(hashes, [target]);
             let rows = pretty(&df.collect().await.unwrap());
             assert!(
@@ -390,6 +440,65 @@ mod tests {
                 rows.contains("| 2           | 1         | 14.0     |"),
                 "{rows}"
             );
+        }
+    }
+
+    /// Customer ids of every integer width and sign (unsigned beyond
+    /// `BIGINT` included) come out of our exec as they went in, with the
+    /// metrics DataFusion's aggregation gives; other types use DataFusion's.
+    #[tokio::test]
+    async fn every_key_type_gets_datafusions_results() {
+        let ids: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from(vec![Some(-1), Some(2), None, Some(-1)])),
+            Arc::new(Int32Array::from(vec![
+                Some(7),
+                Some(-70_000),
+                None,
+                Some(7),
+            ])),
+            Arc::new(Int64Array::from(vec![
+                Some(i64::MIN),
+                Some(0),
+                None,
+                Some(i64::MIN),
+            ])),
+            Arc::new(UInt64Array::from(vec![
+                Some(u64::MAX),
+                Some(1),
+                None,
+                Some(u64::MAX),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+                Some("a"),
+            ])),
+        ];
+        for ids in ids {
+            let ours = lines_with(2, false, Arc::clone(&ids));
+            let df = ours.sql(CUSTOMERS).await.unwrap();
+            let (aggregates, _) =
+                shape(&df.clone().create_physical_plan().await.unwrap());
+            let ours = pretty(&df.collect().await.unwrap());
+            let theirs = lines_with(2, true, Arc::clone(&ids));
+            let theirs = pretty(
+                &theirs
+                    .sql(CUSTOMERS)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(ours, theirs, "{}", ids.data_type());
+            assert_eq!(ours.lines().count(), 6, "two customers: {ours}");
+            let expected = if ids.data_type().is_integer() {
+                "CustomerGroupsExec"
+            } else {
+                "SinglePartitioned"
+            };
+            assert_eq!(aggregates, [expected], "{}", ids.data_type());
         }
     }
 

@@ -1,6 +1,7 @@
 //! Table functions, called in `FROM` with positional constant arguments.
 
 pub mod association_rules;
+pub(crate) mod customer_groups;
 pub(crate) mod customer_metrics;
 pub mod next_best_offer;
 mod pair_rules;
