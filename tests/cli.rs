@@ -52,6 +52,35 @@ fn query_csv(name: &str, path: &Path, sql: &str) -> String {
     expect(rfm(&["sql", "-t", &table, "--format", "csv", sql]), 0).0
 }
 
+/// The summary the report prints, computed again by SQL over the customers
+/// it wrote: the same table, row for row.
+fn assert_summary_matches_sql(stdout: &str, customers: &Path) {
+    let summary = "SELECT coalesce(segment, '(no purchase)') AS segment, \
+            count(*) AS customers, \
+            round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct_customers, \
+            round(sum(CAST(monetary AS DOUBLE)), 2) AS revenue, \
+            round(100.0 * sum(CAST(monetary AS DOUBLE)) \
+                  / sum(sum(CAST(monetary AS DOUBLE))) OVER (), 1) AS pct_revenue, \
+            round(avg(recency_days), 1) AS mean_recency_days, \
+            round(avg(frequency), 2) AS mean_frequency, \
+            round(avg(CAST(monetary AS DOUBLE)), 2) AS mean_monetary \
+        FROM c GROUP BY segment ORDER BY revenue DESC, segment";
+    let table = format!("c={}", s(customers));
+    let (expected, _) = expect(rfm(&["sql", "-t", &table, summary]), 0);
+    let rows = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with('|') || l.starts_with('+'))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(!rows(&expected).is_empty(), "{expected}");
+    assert_eq!(
+        rows(stdout),
+        rows(&expected),
+        "report:\n{stdout}\nSQL:\n{expected}"
+    );
+}
+
 #[test]
 fn demo_scores_the_embedded_cdnow_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,6 +92,7 @@ fn demo_scores_the_embedded_cdnow_log() {
     );
     assert!(stdout.contains("| Champions "), "{stdout}");
     assert!(stdout.contains("| 3431 "), "{stdout}");
+    assert_summary_matches_sql(&stdout, &out);
 
     let count = "SELECT count(*) AS n, count(DISTINCT segment) AS s FROM c";
     let (stdout, _) = expect(
@@ -121,6 +151,8 @@ fn report_leaves_out_and_counts_null_customers_and_late_rows() {
         stdout.contains("2 with a NULL customer id, 1 dated after the as-of date"),
         "{stdout}"
     );
+    assert!(stdout.contains("| (no purchase) "), "{stdout}");
+    assert_summary_matches_sql(&stdout, &out);
 
     let query =
         "SELECT customer_id, frequency, monetary, rows_after_as_of FROM c ORDER BY 1";

@@ -24,6 +24,7 @@ mod output;
 mod progress;
 mod report;
 mod sql;
+mod summary;
 mod tables;
 
 use std::fmt;

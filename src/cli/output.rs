@@ -415,11 +415,12 @@ async fn upload_dir(
 }
 
 /// Streams a result into a Parquet file under a temporary name; the caller
-/// commits it once everything else that can fail has run.
+/// commits it once everything else that can fail has run. `on_batch` sees
+/// each batch before it is written, with the rows so far.
 pub async fn write_parquet(
     mut stream: SendableRecordBatchStream,
     target: &Target,
-    mut on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(&RecordBatch, usize) -> CliResult,
 ) -> CliResult<(AtomicFile, usize)> {
     let (atomic, file) = AtomicFile::create(target)?;
     let props = WriterProperties::builder()
@@ -431,7 +432,7 @@ pub async fn write_parquet(
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         rows += batch.num_rows();
-        on_batch(rows);
+        on_batch(&batch, rows)?;
         writer.write(&batch)?;
     }
     writer.close()?;

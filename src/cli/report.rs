@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_rfm::options::Options;
@@ -24,6 +24,7 @@ use super::args::BadRows;
 use super::bad_rows;
 use super::output::{Staged, Target, emit, write_parquet};
 use super::progress::Progress;
+use super::summary::SegmentSummary;
 use super::tables::{read_options, register, register_with};
 use super::{CliError, CliResult, new_context, say};
 
@@ -219,15 +220,6 @@ pub struct Output {
     pub partition_by: Vec<String>,
 }
 
-/// The BIGINT in the first row of `column`, 0 when there is none.
-fn first_count(batches: &[RecordBatch], column: usize) -> i64 {
-    batches
-        .first()
-        .and_then(|b| b.column(column).as_primitive_opt::<Int64Type>())
-        .filter(|c| !c.is_empty() && c.is_valid(0))
-        .map_or(0, |c| c.value(0))
-}
-
 /// The pipeline spec the flags describe.
 fn spec_from(args: &ScoringArgs) -> CliResult<PipelineSpec> {
     let text = args.as_of.trim();
@@ -331,8 +323,12 @@ pub async fn run_report(
         true => output.target.clone(),
         false => Target::Local(std::env::temp_dir().join("customers.parquet")),
     };
-    let (written, customers) =
-        write_parquet(stream, &single, |rows| progress.rows(rows)).await?;
+    let mut sums = SegmentSummary::default();
+    let (written, customers) = write_parquet(stream, &single, |batch, rows| {
+        progress.rows(rows);
+        Ok(sums.add(batch)?)
+    })
+    .await?;
     let bad_counts = match bad_counts {
         Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
         None => Vec::new(),
@@ -342,7 +338,11 @@ pub async fn run_report(
             progress.phase("finding offers");
             let sql = offers_sql(&offers_input, scoring, args, skip_bad_rows.is_none());
             let stream = ctx.sql(&sql).await?.execute_stream().await?;
-            Some(write_parquet(stream, target, |rows| progress.rows(rows)).await?)
+            let on_batch = |_: &RecordBatch, rows| {
+                progress.rows(rows);
+                Ok(())
+            };
+            Some(write_parquet(stream, target, on_batch).await?)
         }
         None => None,
     };
@@ -367,34 +367,7 @@ pub async fn run_report(
     summary_ctx
         .register_parquet("customers", &temp, read)
         .await?;
-    let totals = summary_ctx
-        .sql(
-            "SELECT CAST(coalesce(sum(rows_after_as_of), 0) AS BIGINT), \
-                    CAST(coalesce(sum(rows_with_null), 0) AS BIGINT), \
-                    CAST(count(*) FILTER (WHERE frequency = 0) AS BIGINT) \
-             FROM customers",
-        )
-        .await?
-        .collect()
-        .await?;
-    let total = |column: usize| first_count(&totals, column);
-
-    let summary = summary_ctx
-        .sql(
-            "SELECT coalesce(segment, '(no purchase)') AS segment, \
-                    count(*) AS customers, \
-                    round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS pct_customers, \
-                    round(sum(CAST(monetary AS DOUBLE)), 2) AS revenue, \
-                    round(100.0 * sum(CAST(monetary AS DOUBLE)) \
-                          / sum(sum(CAST(monetary AS DOUBLE))) OVER (), 1) AS pct_revenue, \
-                    round(avg(recency_days), 1) AS mean_recency_days, \
-                    round(avg(frequency), 2) AS mean_frequency, \
-                    round(avg(CAST(monetary AS DOUBLE)), 2) AS mean_monetary \
-             FROM customers GROUP BY segment ORDER BY revenue DESC, segment",
-        )
-        .await?;
-    let schema = summary.schema().as_arrow().clone().into();
-    let batches = summary.collect().await?;
+    let (schema, batches) = sums.table().await?;
     let offer_summary = match &offers_written {
         Some((file, _)) => Some(summarize_offers(&summary_ctx, file).await?),
         None => None,
@@ -430,9 +403,7 @@ pub async fn run_report(
         "Rows left out: {null_customers} with a NULL customer id, {} dated after the as-of \
          date, {} with a NULL date, amount or order id. Customers with no purchase up to \
          the as-of date (only returns or only later rows; no scores): {}.",
-        total(0),
-        total(1),
-        total(2)
+        sums.rows_after_as_of, sums.rows_with_null, sums.no_purchase
     ))?;
     if skip_bad_rows.is_some() {
         let total: i64 = bad_counts
@@ -451,8 +422,8 @@ pub async fn run_report(
             }
         ))?;
     }
-    let dated = counts.rows() as i64 - null_customers - total(1);
-    if dated > 0 && total(0) == dated {
+    let dated = counts.rows() as i64 - null_customers - sums.rows_with_null;
+    if dated > 0 && sums.rows_after_as_of == dated {
         eprintln!(
             "rfm: warning: every dated row is after the as-of date {}; check --as-of, \
              and --ts-unit or --ts-format for the date column.",
