@@ -15,6 +15,7 @@
 //! not spill either); under a limit the aggregation stays DataFusion's.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -258,9 +259,14 @@ fn bits(keys: &Int64Array) -> &[u64] {
 }
 
 /// Numbers 64-bit keys in order of first appearance: a power-of-two table of
-/// `(key, group)` slots, linear probing, Fibonacci hashing of the key.
+/// `(key, group)` slots with linear probing.
+///
+/// Keys are hashed with a seed drawn for each table, as DataFusion's own
+/// tables do: an unseeded hash would let a crafted set of ids fall into one
+/// run of slots and make every lookup walk it.
 #[derive(Default)]
 struct KeyGroups {
+    hasher: foldhash::fast::RandomState,
     slots: Vec<Slot>,
     /// The keys in group order.
     keys: Vec<u64>,
@@ -294,8 +300,8 @@ impl KeyGroups {
     }
 
     /// The home slot of `key` in a table of `1 << bits` slots.
-    fn home(key: u64, bits: u32) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    fn home(&self, key: u64, bits: u32) -> usize {
+        (self.hasher.hash_one(key) >> (64 - bits)) as usize
     }
 
     /// Grows the table so `more` new keys keep it at most three quarters
@@ -316,7 +322,7 @@ impl KeyGroups {
         ];
         let mask = capacity - 1;
         for (group, &key) in self.keys.iter().enumerate() {
-            let mut i = Self::home(key, bits);
+            let mut i = self.home(key, bits);
             while slots[i].group != Slot::EMPTY {
                 i = (i + 1) & mask;
             }
@@ -339,8 +345,10 @@ impl KeyGroups {
         self.reserve(keys.len());
         let bits = self.slots.len().trailing_zeros();
         let mask = self.slots.len() - 1;
-        self.homes.clear();
-        self.homes.extend(keys.iter().map(|k| Self::home(*k, bits)));
+        let mut homes = std::mem::take(&mut self.homes);
+        homes.clear();
+        homes.extend(keys.iter().map(|k| self.home(*k, bits)));
+        self.homes = homes;
         self.indices.clear();
         for (row, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = self.homes.get(row + PREFETCH_DISTANCE) {
@@ -421,5 +429,32 @@ mod tests {
         assert_eq!(keys.len(), 5003);
         assert_eq!(keys.values()[..4], [7, 3, -1, 0]);
         assert_eq!(keys.value(4), 1_000_003);
+    }
+
+    /// Ids that an unseeded multiplicative hash sends to one slot (multiples
+    /// of the inverse of its odd constant) spread over the table like any
+    /// others: no long run of occupied slots for lookups to walk.
+    #[test]
+    fn crafted_ids_do_not_pile_up() {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut inverse: u64 = 1;
+        for _ in 0..6 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(K.wrapping_mul(inverse)));
+        }
+        assert_eq!(K.wrapping_mul(inverse), 1);
+        let keys: Vec<u64> = (1..=20_000u64).map(|j| j.wrapping_mul(inverse)).collect();
+        let mut table = KeyGroups::default();
+        table.intern(&keys).unwrap();
+        assert_eq!(table.len(), keys.len());
+        let (mut longest, mut run) = (0, 0);
+        for slot in table.slots.iter().chain(&table.slots) {
+            run = if slot.group == Slot::EMPTY {
+                0
+            } else {
+                run + 1
+            };
+            longest = longest.max(run);
+        }
+        assert!(longest < 1_000, "a run of {longest} occupied slots");
     }
 }
