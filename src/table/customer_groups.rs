@@ -31,6 +31,9 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, Distribution, ExecutionPlan,
@@ -50,6 +53,7 @@ pub(crate) struct CustomerGroupsExec {
     aggregate: Arc<AggregateExec>,
     key: Arc<dyn PhysicalExpr>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl CustomerGroupsExec {
@@ -78,6 +82,7 @@ impl CustomerGroupsExec {
             aggregate: Arc::clone(aggregate),
             key: Arc::clone(key),
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
 }
@@ -149,6 +154,10 @@ impl ExecutionPlan for CustomerGroupsExec {
         )
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -158,6 +167,7 @@ impl ExecutionPlan for CustomerGroupsExec {
             .aggregate
             .input()
             .execute(partition, Arc::clone(&context))?;
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
         let function = &self.aggregate.aggr_expr()[0];
         let mut groups = Groups {
             key: Arc::clone(&self.key),
@@ -173,9 +183,15 @@ impl ExecutionPlan for CustomerGroupsExec {
         let output = async move {
             let mut input = input;
             while let Some(batch) = input.try_next().await? {
+                let _timer = baseline.elapsed_compute().timer();
                 groups.update(&batch)?;
             }
-            let batch = groups.emit(&output_schema)?;
+            let batch = {
+                let _timer = baseline.elapsed_compute().timer();
+                groups.emit(&output_schema)?
+            };
+            baseline.record_output(batch.num_rows());
+            baseline.done();
             let slices: Vec<Result<RecordBatch>> = (0..batch.num_rows())
                 .step_by(batch_size)
                 .map(|start| {

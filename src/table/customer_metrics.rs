@@ -32,6 +32,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -167,6 +170,7 @@ struct NullKeyFilterExec {
     key: Arc<dyn PhysicalExpr>,
     counts: Arc<InputCounts>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl NullKeyFilterExec {
@@ -182,6 +186,7 @@ impl NullKeyFilterExec {
             key,
             counts,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 }
@@ -207,6 +212,10 @@ impl ExecutionPlan for NullKeyFilterExec {
 
     fn maintains_input_order(&self) -> Vec<bool> {
         vec![true]
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn apply_expressions(
@@ -253,16 +262,23 @@ impl ExecutionPlan for NullKeyFilterExec {
         let schema = input.schema();
         let key = Arc::clone(&self.key);
         let counts = Arc::clone(&self.counts);
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let dropped =
+            MetricBuilder::new(&self.metrics).counter("rows_null_key", partition);
         let kept = input.map(move |batch| {
             let batch = batch?;
+            let _timer = baseline.elapsed_compute().timer();
             let rows = batch.num_rows();
             let key = key.evaluate(&batch)?.into_array(rows)?;
             let nulls = key.logical_null_count();
             counts.add(rows, nulls);
-            if nulls == 0 {
-                return Ok(batch);
-            }
-            Ok(filter_record_batch(&batch, &is_not_null(&key)?)?)
+            dropped.add(nulls);
+            let kept = match nulls {
+                0 => batch,
+                _ => filter_record_batch(&batch, &is_not_null(&key)?)?,
+            };
+            baseline.record_output(kept.num_rows());
+            Ok(kept)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
     }

@@ -46,7 +46,7 @@ impl TableFunctionImpl for RfmCustomers {
         let spec = PipelineSpec::new(NAME, [&customer, &ts, &amount], as_of, &options)?;
         let provider = resolve_table(NAME, args.session(), &table)?;
         let plan = customer_scores(scan_table(&table, provider)?, &spec)
-            .map_err(|e| plan_datafusion_err!("{NAME}: {}", e.strip_backtrace()))?;
+            .map_err(|e| plan_datafusion_err!("{NAME}: {}", e.message()))?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 }
