@@ -88,9 +88,9 @@ pub struct ReadOptions {
     pub csv: CsvOptions,
     /// Object-store options (`key`, `value`), applied over the environment.
     pub storage: Vec<(String, String)>,
-    /// Columns of CSV and NDJSON files read as text whatever type inference
-    /// finds, so a value that does not parse reaches the query (which can
-    /// count and skip it) instead of failing the scan.
+    /// Columns of CSV files read as text whatever type inference finds, so a
+    /// value that does not parse reaches the query (which can count and skip
+    /// it) instead of failing the scan.
     pub text_columns: Vec<String>,
 }
 
@@ -603,7 +603,9 @@ pub async fn open_table(
         // only: read every column as text and apply it in a view.
         let all: Vec<String> = typed.fields().iter().map(|f| f.name().clone()).collect();
         schema = as_text(&schema, &all);
-    } else if format != Format::Parquet && !options.text_columns.is_empty() {
+    } else if format == Format::Csv && !options.text_columns.is_empty() {
+        // NDJSON is left as inferred: its reader cannot read a JSON number as
+        // text, and a column inferred as numbers holds only numbers.
         schema = as_text(&schema, &options.text_columns);
     }
     let partition_names: Vec<String> = listing

@@ -853,6 +853,35 @@ fn bad_values_fail_with_their_place_or_are_skipped_and_counted() {
     assert!(stdout.contains("(1 in column order_ts)"), "{stdout}");
 }
 
+/// NDJSON numbers stay numbers under `--bad-rows skip` (its reader cannot
+/// read them as text); a bad date in a text column is still skipped.
+#[test]
+fn bad_rows_are_skipped_in_ndjson_with_numeric_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.ndjson");
+    write(
+        &input,
+        "{\"customer_id\":1,\"order_ts\":\"2024-01-01\",\"amount\":5.5}\n\
+         {\"customer_id\":2,\"order_ts\":\"2024-01-02\",\"amount\":6}\n\
+         {\"customer_id\":null,\"order_ts\":\"2024-01-02\",\"amount\":6}\n\
+         {\"customer_id\":3,\"order_ts\":\"not a date\",\"amount\":6}\n",
+    );
+    let out = dir.path().join("c.parquet");
+    let args = [
+        "report",
+        "-i",
+        s(&input),
+        "-o",
+        s(&out),
+        "--as-of",
+        "2024-06-01",
+    ];
+    let (stdout, _) = expect(rfm(&[&args[..], &["--bad-rows", "skip"]].concat()), 0);
+    assert!(stdout.contains("4 input rows, 2 customers"), "{stdout}");
+    assert!(stdout.contains("1 with a NULL customer id"), "{stdout}");
+    assert!(stdout.contains("(1 in column order_ts)"), "{stdout}");
+}
+
 #[test]
 fn unreadable_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
