@@ -109,6 +109,54 @@ fn demo_scores_the_embedded_cdnow_log() {
     assert_eq!(stdout, "n,s\n23570,9\n");
 }
 
+/// The report's customer aggregation without a memory limit (its own group
+/// table) and under one (DataFusion's spilling aggregate) write the same
+/// customers from the CDNOW log and print the same summary.
+#[test]
+fn the_report_is_the_same_with_and_without_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "report",
+            "-i",
+            "data/cdnow/cdnow_master.parquet",
+            "-o",
+            s(&out),
+            "--ts",
+            "order_date",
+            "--as-of",
+            "1998-07-01",
+            "--method",
+            "ntile",
+        ];
+        args.extend(extra);
+        let (stdout, _) = expect(rfm(&args), 0);
+        let text = stdout.replace(s(&out), "OUT");
+        (out, text)
+    };
+    let (ours, ours_text) = run("ours.parquet", &[]);
+    let (theirs, theirs_text) = run("theirs.parquet", &["--memory-limit", "1g"]);
+    assert_eq!(ours_text, theirs_text);
+    let differences = "SELECT (SELECT count(*) FROM (SELECT * FROM a EXCEPT SELECT * FROM b)) \
+         + (SELECT count(*) FROM (SELECT * FROM b EXCEPT SELECT * FROM a)) AS d, \
+         (SELECT count(*) FROM a) AS n";
+    let (stdout, _) = expect(
+        rfm(&[
+            "sql",
+            "-t",
+            &format!("a={}", s(&ours)),
+            "-t",
+            &format!("b={}", s(&theirs)),
+            "--format",
+            "csv",
+            differences,
+        ]),
+        0,
+    );
+    assert_eq!(stdout, "d,n\n0,23570\n");
+}
+
 #[test]
 fn report_leaves_out_and_counts_null_customers_and_late_rows() {
     let dir = tempfile::tempdir().unwrap();
