@@ -21,8 +21,9 @@
 //! | `next_best_offer` | table | top cross-sell and up-sell offers per customer, by RFM tier |
 //!
 //! Every function is fully described by its name and arguments (options are a
-//! trailing constant string such as `'bins=4, method=ntile'`), so plans can be
-//! serialized and run elsewhere.
+//! trailing constant string such as `'bins=4, method=ntile'`), so plans that
+//! call them can be serialized and run elsewhere; `rfm_customers`, which plans
+//! execution nodes of its own, is the exception.
 //!
 //! # Quickstart
 //!
