@@ -22,15 +22,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::compute::{filter_record_batch, is_not_null};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null};
+use datafusion::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Result, internal_err};
+use datafusion::common::{Result, exec_err, internal_err};
 use datafusion::execution::memory_pool::MemoryLimit;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, TableType};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
@@ -261,6 +263,10 @@ impl ExecutionPlan for NullKeyFilterExec {
         let input = self.input.execute(partition, context)?;
         let schema = input.schema();
         let key = Arc::clone(&self.key);
+        let name = match key.downcast_ref::<Column>() {
+            Some(column) => column.name().to_string(),
+            None => key.to_string(),
+        };
         let counts = Arc::clone(&self.counts);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let dropped =
@@ -270,6 +276,7 @@ impl ExecutionPlan for NullKeyFilterExec {
             let _timer = baseline.elapsed_compute().timer();
             let rows = batch.num_rows();
             let key = key.evaluate(&batch)?.into_array(rows)?;
+            check_float_ids(&key, &name)?;
             let nulls = key.logical_null_count();
             counts.add(rows, nulls);
             dropped.add(nulls);
@@ -281,6 +288,33 @@ impl ExecutionPlan for NullKeyFilterExec {
             Ok(kept)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
+    }
+}
+
+/// The largest magnitude up to which every integer has its own `f64`.
+const EXACT_FLOAT_IDS: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// Refuses floating-point customer ids beyond 2^53, where different ids can
+/// round to one value and their customers would be merged without a word
+/// (NDJSON readers infer ids above `BIGINT`'s range as doubles).
+fn check_float_ids(key: &ArrayRef, name: &str) -> Result<()> {
+    if !key.data_type().is_floating() {
+        return Ok(());
+    }
+    let ids = cast(key, &DataType::Float64)?;
+    let beyond = ids
+        .as_primitive::<Float64Type>()
+        .iter()
+        .flatten()
+        .find(|id| id.abs() > EXACT_FLOAT_IDS);
+    match beyond {
+        Some(id) => exec_err!(
+            "customer id {id} in column '{name}' is a floating-point number beyond 2^53, \
+             where different ids can round to the same value and their customers would \
+             be merged. Read the ids as integers or text (in NDJSON, write ids above \
+             9223372036854775807 as strings)."
+        ),
+        None => Ok(()),
     }
 }
 
@@ -534,6 +568,46 @@ mod tests {
             let sql = CUSTOMERS.replace("'lines'", "'nothing'");
             let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
             assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+        }
+    }
+
+    /// Float ids beyond 2^53 (where two customers can share one value) stop
+    /// the run with the value and the column; float ids below it are
+    /// customers like any others.
+    #[tokio::test]
+    async fn float_ids_beyond_exact_integers_are_refused() {
+        let big = 18_446_744_073_709_551_615.0;
+        for limited in [false, true] {
+            let ids = Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                Some(big),
+                None,
+                Some(1.0),
+            ]));
+            let ctx = lines_with(2, limited, ids);
+            let error = ctx
+                .sql(CUSTOMERS)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message
+                    .contains("customer id 18446744073709552000 in column 'customer_id'")
+                    && message.contains("2^53"),
+                "{message}"
+            );
+            let ids = Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                Some(2.0),
+                None,
+                Some(1.0),
+            ]));
+            let ctx = lines_with(2, limited, ids);
+            let batches = ctx.sql(CUSTOMERS).await.unwrap().collect().await.unwrap();
+            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         }
     }
 
