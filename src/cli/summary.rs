@@ -173,7 +173,7 @@ impl SegmentSummary {
                  SELECT segment, customers,
                         round(100.0 * customers / sum(customers) OVER (), 1) AS pct_customers,
                         round(total, 2) AS revenue,
-                        round(100.0 * total / sum(total) OVER (), 1) AS pct_revenue,
+                        round(100.0 * total / nullif(sum(total) OVER (), 0), 1) AS pct_revenue,
                         round(recency, 1) AS mean_recency_days,
                         round(frequency, 2) AS mean_frequency,
                         round(monetary, 2) AS mean_monetary

@@ -32,7 +32,7 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet,
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet, RecordOutput,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -190,12 +190,13 @@ impl ExecutionPlan for CustomerGroupsExec {
                 let _timer = baseline.elapsed_compute().timer();
                 groups.emit(&output_schema)?
             };
-            baseline.record_output(batch.num_rows());
             baseline.done();
             let slices: Vec<Result<RecordBatch>> = (0..batch.num_rows())
                 .step_by(batch_size)
                 .map(|start| {
-                    Ok(batch.slice(start, batch_size.min(batch.num_rows() - start)))
+                    let slice =
+                        batch.slice(start, batch_size.min(batch.num_rows() - start));
+                    Ok(slice.record_output(&baseline))
                 })
                 .collect();
             Ok::<_, datafusion::common::DataFusionError>(futures::stream::iter(slices))

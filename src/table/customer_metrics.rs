@@ -35,7 +35,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, RecordOutput,
 };
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -284,35 +284,37 @@ impl ExecutionPlan for NullKeyFilterExec {
                 0 => batch,
                 _ => filter_record_batch(&batch, &is_not_null(&key)?)?,
             };
-            baseline.record_output(kept.num_rows());
-            Ok(kept)
+            Ok(kept.record_output(&baseline))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept)))
     }
 }
 
-/// The largest magnitude up to which every integer has its own `f64`.
-const EXACT_FLOAT_IDS: f64 = 9_007_199_254_740_992.0; // 2^53
-
-/// Refuses floating-point customer ids beyond 2^53, where different ids can
-/// round to one value and their customers would be merged without a word
-/// (NDJSON readers infer ids above `BIGINT`'s range as doubles).
+/// Refuses floating-point customer ids that cannot tell customers apart: NaN,
+/// and magnitudes from 2^24 (`Float32`) or 2^53 (other floats) up, where
+/// consecutive integers round to one value and their customers would be
+/// merged without a word (NDJSON readers infer ids above `BIGINT`'s range
+/// as doubles).
 fn check_float_ids(key: &ArrayRef, name: &str) -> Result<()> {
-    if !key.data_type().is_floating() {
-        return Ok(());
-    }
+    let exact_below = match key.data_type() {
+        DataType::Float32 => 16_777_216.0,               // 2^24
+        t if t.is_floating() => 9_007_199_254_740_992.0, // 2^53
+        _ => return Ok(()),
+    };
     let ids = cast(key, &DataType::Float64)?;
-    let beyond = ids
+    let ambiguous = ids
         .as_primitive::<Float64Type>()
         .iter()
         .flatten()
-        .find(|id| id.abs() > EXACT_FLOAT_IDS);
-    match beyond {
+        .find(|id| id.is_nan() || id.abs() >= exact_below);
+    match ambiguous {
         Some(id) => exec_err!(
-            "customer id {id} in column '{name}' is a floating-point number beyond 2^53, \
-             where different ids can round to the same value and their customers would \
-             be merged. Read the ids as integers or text (in NDJSON, write ids above \
-             9223372036854775807 as strings)."
+            "customer id {id} in column '{name}' ({}) cannot tell customers apart: \
+             floating-point ids are exact only below {exact_below}, and different ids \
+             can round to the same value. Read the ids as integers or text; an NDJSON \
+             reader makes numbers beyond BIGINT's range doubles, so write those ids as \
+             strings.",
+            key.data_type()
         ),
         None => Ok(()),
     }
@@ -382,8 +384,8 @@ fn one_phase(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{
-        ArrayRef, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
-        StringArray, UInt64Array,
+        ArrayRef, Float32Array, Float64Array, Int8Array, Int32Array, Int64Array,
+        RecordBatch, StringArray, UInt64Array,
     };
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::common::tree_node::TreeNodeRecursion;
@@ -571,43 +573,60 @@ mod tests {
         }
     }
 
-    /// Float ids beyond 2^53 (where two customers can share one value) stop
-    /// the run with the value and the column; float ids below it are
-    /// customers like any others.
+    /// Float ids that cannot tell customers apart (from 2^53 up, from 2^24
+    /// for `Float32`, NaN) stop the run with the value and the column; float
+    /// ids below that are customers like any others.
     #[tokio::test]
     async fn float_ids_beyond_exact_integers_are_refused() {
-        let big = 18_446_744_073_709_551_615.0;
+        let doubles = |id: f64| -> ArrayRef {
+            Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                Some(id),
+                None,
+                Some(1.0),
+            ]))
+        };
+        let singles = |id: f32| -> ArrayRef {
+            Arc::new(Float32Array::from(vec![
+                Some(1.0),
+                Some(id),
+                None,
+                Some(1.0),
+            ]))
+        };
+        let ambiguous = [
+            (
+                doubles(2f64.powi(53)),
+                "customer id 9007199254740992 in column 'customer_id' (Float64)",
+            ),
+            (
+                doubles(1.8446744073709552e19),
+                "customer id 18446744073709552000 in column 'customer_id'",
+            ),
+            (doubles(f64::NAN), "customer id NaN"),
+            (
+                singles(16_777_216.0),
+                "customer id 16777216 in column 'customer_id' (Float32)",
+            ),
+        ];
         for limited in [false, true] {
-            let ids = Arc::new(Float64Array::from(vec![
-                Some(1.0),
-                Some(big),
-                None,
-                Some(1.0),
-            ]));
-            let ctx = lines_with(2, limited, ids);
-            let error = ctx
-                .sql(CUSTOMERS)
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap_err();
-            let message = error.to_string();
-            assert!(
-                message
-                    .contains("customer id 18446744073709552000 in column 'customer_id'")
-                    && message.contains("2^53"),
-                "{message}"
-            );
-            let ids = Arc::new(Float64Array::from(vec![
-                Some(1.0),
-                Some(2.0),
-                None,
-                Some(1.0),
-            ]));
-            let ctx = lines_with(2, limited, ids);
-            let batches = ctx.sql(CUSTOMERS).await.unwrap().collect().await.unwrap();
-            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+            for (ids, expected) in &ambiguous {
+                let ctx = lines_with(2, limited, Arc::clone(ids));
+                let error = ctx
+                    .sql(CUSTOMERS)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap_err();
+                let message = error.to_string();
+                assert!(message.contains(expected), "{message}");
+            }
+            for ids in [doubles(2f64.powi(53) - 1.0), singles(16_777_215.0)] {
+                let ctx = lines_with(2, limited, ids);
+                let batches = ctx.sql(CUSTOMERS).await.unwrap().collect().await.unwrap();
+                assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+            }
         }
     }
 
