@@ -813,6 +813,66 @@ fn report_writes_offers_beside_the_customers() {
     assert!(stderr.contains("--offers needs --products"), "{stderr}");
 }
 
+/// The offers carry the report's segments whatever scoring flags chose them
+/// (a preset, fixed cuts), and flags the offers cannot follow are refused.
+#[test]
+fn offers_use_the_reports_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let customers = dir.path().join("customers.parquet");
+    let offers = dir.path().join("offers.parquet");
+    let run = |scoring: &[&str]| {
+        let mut args = vec![
+            "report",
+            "-i",
+            "data/completejourney/transactions.parquet",
+            "-o",
+            s(&customers),
+            "--as-of",
+            "2017-09-24",
+            "--customer",
+            "household_id",
+            "--ts",
+            "transaction_timestamp",
+            "--amount",
+            "sales_value",
+            "--offers",
+            s(&offers),
+            "--products",
+            "data/completejourney/products.parquet",
+            "--category",
+            "product_category",
+        ];
+        args.extend(scoring);
+        rfm(&args)
+    };
+    let tables = [format!("c={}", s(&customers)), format!("o={}", s(&offers))];
+    let differing = "SELECT count(*) AS differing FROM o JOIN c USING (customer_id) \
+                     WHERE o.segment IS DISTINCT FROM c.segment";
+    let cuts = "r_cuts=7|30|90|180, f_cuts=2|3|5|10, m_cuts=50|100|200|800";
+    for scoring in [
+        &["--preset", "pymc"][..],
+        &[
+            "--order-id",
+            "basket_id",
+            "--method",
+            "fixed",
+            "--cuts",
+            cuts,
+        ][..],
+    ] {
+        expect(run(scoring), 0);
+        let (csv, _) = expect(
+            rfm(&[
+                "sql", "-t", &tables[0], "-t", &tables[1], "--format", "csv", differing,
+            ]),
+            0,
+        );
+        assert_eq!(csv, "differing\n0\n", "{scoring:?}");
+    }
+    let (_, stderr) = expect(run(&["--tz", "+02:00"]), 2);
+    assert!(stderr.contains("--offers does not take --tz"), "{stderr}");
+}
+
 /// A CSV of `n` good rows (customer i, 2024-01-01, amount i) and then `extra`.
 fn csv_with(path: &Path, n: usize, extra: &str) {
     let mut text = String::from("customer_id,order_ts,amount\n");

@@ -82,6 +82,18 @@ pub async fn run(args: ReportArgs) -> CliResult {
                     "--offers and --output name the same file; give two paths.".into(),
                 ));
             }
+            for (flag, given) in [
+                ("--tz", &args.scoring.tz),
+                ("--ts-unit", &args.scoring.ts_unit),
+            ] {
+                if given.is_some() {
+                    return Err(CliError::Usage(format!(
+                        "--offers does not take {flag} yet: the offers would date purchases \
+                         differently from the customer scores. Convert the date column \
+                         first (e.g. with rfm sql), or leave out --offers."
+                    )));
+                }
+            }
             register(&ctx, PRODUCTS, products, &args.read).await?;
             Some((&args.offers, Target::parse(path, &storage)?))
         }
@@ -526,6 +538,7 @@ fn offers_sql(
         ("quantity", &args.quantity),
         ("method", &scoring.method),
         ("map", &scoring.map),
+        ("preset", &scoring.preset),
     ];
     options.extend(
         optional
@@ -533,6 +546,8 @@ fn offers_sql(
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))),
     );
     options.extend(scoring.bins.map(|b| format!("bins={b}")));
+    // Already checked by the scoring: `r_cuts=..., f_cuts=..., m_cuts=...`.
+    options.extend(scoring.cuts.clone());
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     format!(
         "SELECT * FROM next_best_offer({}, {}, {}, {})",

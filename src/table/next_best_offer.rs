@@ -18,7 +18,7 @@ use crate::table::{
 
 const NAME: &str = "next_best_offer";
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 24] = [
     "customer",
     "product",
     "basket",
@@ -39,6 +39,15 @@ const KEYS: [&str; 20] = [
     "bins",
     "method",
     "map",
+    "preset",
+    "r_cuts",
+    "f_cuts",
+    "m_cuts",
+];
+
+/// The options passed on to `rfm_customers` as they are.
+const RFM_KEYS: [&str; 7] = [
+    "bins", "method", "map", "preset", "r_cuts", "f_cuts", "m_cuts",
 ];
 
 /// Segments of the built-in maps per tier, used unless `high`, `mid` or `low`
@@ -113,7 +122,8 @@ const MID: [&str; 6] = [
 /// `quantity`, `category=category`, `price`; `k=3`; rule thresholds
 /// `min_support=0.001`, `min_count`, `min_confidence=0.05`, `min_lift`;
 /// `high`, `mid`, `low` (`|`-separated segment names per tier); and the RFM
-/// options `bins`, `method`, `map`.
+/// options `bins`, `method`, `map`, `preset`, `r_cuts`, `f_cuts`, `m_cuts`, as
+/// `rfm_customers` takes them.
 #[derive(Debug, Default)]
 pub struct NextBestOffer;
 
@@ -163,8 +173,12 @@ fn tier_list(o: &Options, key: &str, default: &[&str]) -> Vec<String> {
 /// Names in the `high`, `mid` and `low` options must be segments the map
 /// gives; a misspelt name would silently leave its customers in `low`.
 fn check_tier_names(o: &Options) -> Result<()> {
-    let map = o.get("map").unwrap_or("default");
-    let bins = o.integer("bins", 5, 2, 9)? as u32;
+    // preset=pymc means pymc's map and 4 bins unless the options say others.
+    let pymc = o.get("preset") == Some("pymc");
+    let map = o
+        .get("map")
+        .unwrap_or(if pymc { "pymc" } else { "default" });
+    let bins = o.integer("bins", if pymc { 4 } else { 5 }, 2, 9)? as u32;
     let segments = SegmentMap::parse(map, bins)?;
     let known: Vec<&str> = segments.names().collect();
     let mut placed: Vec<(&str, &str)> = Vec::new();
@@ -289,11 +303,14 @@ impl TableFunctionImpl for NextBestOffer {
             )?;
         }
 
-        let mut rfm_options: Vec<String> = ["bins", "method", "map"]
+        let mut rfm_options: Vec<String> = RFM_KEYS
             .iter()
             .filter_map(|key| o.get(key).map(|v| format!("{key}={v}")))
             .collect();
-        rfm_options.extend(columns.basket.as_ref().map(|b| format!("order_id={b}")));
+        // pymc's preset counts purchase days, not baskets.
+        if o.get("preset") != Some("pymc") {
+            rfm_options.extend(columns.basket.as_ref().map(|b| format!("order_id={b}")));
+        }
         rfm_options.extend(columns.ts_format.as_ref().map(|f| format!("ts_format={f}")));
         let tiers = [
             tier_list(&o, "high", &HIGH),
