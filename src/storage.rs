@@ -407,7 +407,7 @@ async fn list(
     let state = ctx.state();
     let store = state.runtime_env().object_store(&url).map_err(context)?;
 
-    let files: Vec<_> = url
+    let listed: Vec<_> = url
         .list_all_files(&state, store.as_ref(), "")
         .await
         .map_err(|e| {
@@ -416,7 +416,6 @@ async fn list(
                 plain(&e)
             )
         })?
-        .try_filter(|meta| futures::future::ready(is_data_file(&url, &meta.location)))
         .try_collect()
         .await
         .map_err(|e: DataFusionError| {
@@ -425,6 +424,9 @@ async fn list(
                 plain(&e)
             )
         })?;
+    let (files, markers): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .partition(|meta| is_data_file(&url, &meta.location));
     let Some(first) = files.iter().min_by(|a, b| a.location.cmp(&b.location)) else {
         return Err(plan_datafusion_err!(
             "table '{name}': '{location}' holds no data files. Check the path (a folder \
@@ -448,6 +450,7 @@ async fn list(
         (given, _) => (given, "", FileCompressionType::UNCOMPRESSED),
     };
     check_files(name, location, &url, &files, extension)?;
+    check_markers(name, location, &url, &markers, extension)?;
     let file_format: Arc<dyn FileFormat> = match format {
         Format::Parquet | Format::Auto => Arc::new(ParquetFormat::default()),
         Format::Csv => {
@@ -679,6 +682,32 @@ fn check_files(
              table, or pass a glob such as '{}*{extension}'.",
             shown(url, &file.location),
             location.trim_end_matches('/').to_string() + "/"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a folder holding a file whose name marks it as not data (it starts
+/// with `.` or `_`) but which the reader would read, because it ends with
+/// the data files' extension (or any name, when the format was declared):
+/// its rows would be counted with the others.
+fn check_markers(
+    name: &str,
+    location: &str,
+    url: &ListingTableUrl,
+    markers: &[object_store::ObjectMeta],
+    extension: &str,
+) -> Result<()> {
+    match markers
+        .iter()
+        .find(|f| f.location.as_ref().ends_with(extension))
+    {
+        Some(file) => Err(plan_datafusion_err!(
+            "table '{name}': '{location}' holds '{}', whose name (starting with '.' or \
+             '_') marks a marker or temporary file, but the reader would read its rows \
+             with the others. Move or rename it, or name only the data files with a \
+             glob that leaves it out (such as 'part-*{extension}').",
+            shown(url, &file.location)
         )),
         None => Ok(()),
     }

@@ -990,6 +990,37 @@ fn bad_rows_are_skipped_in_ndjson_with_numeric_columns() {
     assert!(stdout.contains("(1 in column order_ts)"), "{stdout}");
 }
 
+/// A marker without the data extension is skipped; a file named like a
+/// marker but with the data extension, which the reader would count with
+/// the others, is refused by name.
+#[test]
+fn marker_named_data_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sales = dir.path().join("sales");
+    std::fs::create_dir(&sales).unwrap();
+    std::fs::copy("data/cdnow/cdnow_master.parquet", sales.join("a.parquet")).unwrap();
+    write(&sales.join("_SUCCESS"), "");
+    let table = format!("t={}/", s(&sales));
+    let count = [
+        "sql",
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM t",
+    ];
+    assert_eq!(expect(rfm(&count), 0).0, "n\n69659\n");
+    for marker in ["_b.parquet", ".c.parquet"] {
+        std::fs::copy("data/cdnow/cdnow_master.parquet", sales.join(marker)).unwrap();
+        let (_, stderr) = expect(rfm(&count), 2);
+        assert!(
+            stderr.contains(marker) && stderr.contains("Move or rename it"),
+            "{stderr}"
+        );
+        std::fs::remove_file(sales.join(marker)).unwrap();
+    }
+}
+
 #[test]
 fn unreadable_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
