@@ -1281,6 +1281,25 @@ fn folder_outputs_never_delete_what_they_did_not_write() {
     );
     assert!(stderr.contains("notes.txt"), "{stderr}");
     assert!(d("precious").join("notes.txt").exists());
+    // It replaces its own earlier output, and refuses it once a foreign file
+    // joins it.
+    let generate = || {
+        rfm(&[
+            "generate",
+            "-o",
+            s(&d("gen")),
+            "--rows",
+            "50",
+            "--seed",
+            "3",
+        ])
+    };
+    expect(generate(), 0);
+    expect(generate(), 0);
+    write(&d("gen").join("transactions").join("mine.csv"), "x");
+    let (_, stderr) = expect(generate(), 2);
+    assert!(stderr.contains("mine.csv"), "{stderr}");
+    assert!(d("gen").join("transactions").join("mine.csv").exists());
 
     // A partitioned report refuses a folder with other files, and one that
     // holds its input; an earlier partitioned output is replaced.
