@@ -988,6 +988,23 @@ fn bad_rows_are_skipped_in_ndjson_with_numeric_columns() {
     assert!(stdout.contains("4 input rows, 2 customers"), "{stdout}");
     assert!(stdout.contains("1 with a NULL customer id"), "{stdout}");
     assert!(stdout.contains("(1 in column order_ts)"), "{stdout}");
+
+    // A string among the amounts: the reader cannot read the column, and the
+    // advice is to fix the values, not to skip rows.
+    write(
+        &input,
+        "{\"customer_id\":1,\"order_ts\":\"2024-01-01\",\"amount\":10.0}\n\
+         {\"customer_id\":2,\"order_ts\":\"2024-01-02\",\"amount\":\"12.x\"}\n",
+    );
+    for skip in [&[][..], &["--bad-rows", "skip"][..]] {
+        let (_, stderr) = expect(rfm(&[&args[..], skip].concat()), 2);
+        assert!(
+            stderr.contains("An NDJSON column must hold one JSON type")
+                && stderr.contains("orders.ndjson")
+                && !stderr.contains("pass --bad-rows skip"),
+            "{stderr}"
+        );
+    }
 }
 
 /// A marker without the data extension is skipped; a file named like a

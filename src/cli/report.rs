@@ -6,6 +6,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::listing::ListingTable;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion_rfm::options::Options;
 use datafusion_rfm::pipeline::{
@@ -99,8 +101,25 @@ pub async fn run(args: ReportArgs) -> CliResult {
         }
     };
     let skipping = inferred.is_some();
+    let ndjson = is_ndjson(&ctx).await;
     let result = run_report(&ctx, INPUT, &args.scoring, &output, offers, inferred).await;
     match result {
+        // The NDJSON reader types a column from its values and cannot read a
+        // column that mixes strings and numbers, skipping or not.
+        Err(CliError::Usage(m) | CliError::Failed(m))
+            if ndjson
+                && (m.contains("whilst decoding field")
+                    || m.contains("must be numeric; got type Utf8")) =>
+        {
+            Err(CliError::Usage(format!(
+                "{} (input '{}'). An NDJSON column must hold one JSON type, and the reader \
+                 types it from its values: write amounts and other numbers unquoted, with \
+                 no string among them. --bad-rows skip cannot leave such rows out, as the \
+                 reader fails before it sees them.",
+                m.trim_end_matches('.'),
+                args.input
+            )))
+        }
         Err(CliError::Usage(m))
             if !skipping && m.contains("must be numeric; got type Utf8") =>
         {
@@ -129,6 +148,16 @@ pub async fn run(args: ReportArgs) -> CliResult {
         }
         other => other,
     }
+}
+
+/// Whether the input table reads NDJSON files.
+async fn is_ndjson(ctx: &SessionContext) -> bool {
+    let Ok(provider) = ctx.table_provider(INPUT).await else {
+        return false;
+    };
+    provider
+        .downcast_ref::<ListingTable>()
+        .is_some_and(|t| t.options().format.is::<JsonFormat>())
 }
 
 /// `: 'VALUE' (customer_id 'ID')` for the first value of a text column
