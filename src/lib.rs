@@ -58,6 +58,7 @@ pub mod binning;
 pub mod exact_sum;
 pub mod options;
 pub mod pipeline;
+mod prefetch;
 pub mod scalar;
 pub mod scoring;
 pub mod segments;

@@ -29,6 +29,7 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use super::rfm_metrics::{Amount, Key, KeyKind, Line, Lines, Setup, metrics_array};
 use crate::exact_sum::{ExactSum, add_small, value_of};
+use crate::prefetch::prefetch;
 
 const NAME: &str = "rfm_metrics";
 /// No purchase yet: first and last purchase days.
@@ -400,22 +401,6 @@ fn float_lists(sums: &[Vec<f64>]) -> Result<ArrayRef> {
 /// come in no order, so each row's state is a cache miss that the fetch
 /// starts early enough to overlap with the rows in between.
 const PREFETCH_DISTANCE: usize = 16;
-
-/// Asks the processor to load `group`'s cache line; a hint with no effect on
-/// results.
-#[inline(always)]
-fn prefetch(group: &Group) {
-    // SAFETY: SSE is part of every x86_64 target, and a prefetch of a valid
-    // address neither faults nor changes memory.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (group as *const Group).cast(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = group;
-}
 
 /// Whether row `row` passes the optional filter.
 fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {

@@ -24,50 +24,18 @@ use datafusion::parquet::file::properties::WriterProperties;
 use super::args::GenerateArgs;
 use super::output::{Staged, Target};
 
-/// Refuses to replace `root` unless it is missing, empty or an earlier output
-/// of this command (`products.parquet` and `transactions/part-*.parquet`):
-/// replacing the folder would delete anything else in it.
-fn check_earlier_output(root: &Path) -> CliResult {
-    if root.is_file() {
-        return Err(CliError::Usage(format!(
-            "'{}' is a file; rfm generate writes a folder. Name a folder.",
-            root.display()
-        )));
-    }
-    if !root.is_dir() {
-        return Ok(());
-    }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
-            let ours = match parts[..] {
-                ["transactions"] => path.is_dir(),
-                ["products.parquet"] => path.is_file(),
-                ["transactions", file] => {
-                    path.is_file()
-                        && file.starts_with("part-")
-                        && file.ends_with(".parquet")
-                }
-                _ => false,
-            };
-            if !ours {
-                return Err(CliError::Usage(format!(
-                    "'{}' holds '{}', which is not part of an earlier output of rfm \
-                     generate; replacing the folder would delete it. Write to a new or \
-                     empty folder.",
-                    root.display(),
-                    path.display()
-                )));
-            }
-            if path.is_dir() {
-                stack.push(path);
-            }
+/// Whether a path in the output folder (as its parts) is one this command
+/// writes: `products.parquet` and `transactions/part-*.parquet`.
+fn generated(parts: &[String]) -> bool {
+    match parts {
+        [file] => file == "products.parquet",
+        [folder, file] => {
+            folder == "transactions"
+                && file.starts_with("part-")
+                && file.ends_with(".parquet")
         }
+        _ => false,
     }
-    Ok(())
 }
 use super::{CliError, CliResult, say};
 
@@ -265,7 +233,7 @@ pub async fn run(args: GenerateArgs) -> CliResult {
     let target = Target::Local(args.output.clone());
     // The folder is replaced whole: refuse one that holds anything but an
     // earlier output of this command.
-    check_earlier_output(&args.output)?;
+    super::output::check_replaceable_by(&target, "rfm generate", generated).await?;
     let staged = Staged::create_dir(&target)?;
     let root = staged.temp_path().to_path_buf();
     let rows = args.rows;

@@ -214,26 +214,15 @@ impl Drop for Staged {
     }
 }
 
-/// Refuses to replace `target` with a folder partitioned by `columns` (or,
-/// with no columns, a new folder) when something other than an earlier such
-/// output is there: replacing the folder would delete it.
+/// Refuses to replace `target` with a folder partitioned by `columns` when
+/// something other than an earlier such output is there: replacing the
+/// folder would delete it.
 pub async fn check_replaceable(target: &Target, columns: &[String]) -> CliResult {
-    let foreign = |what: &str| {
-        CliError::Usage(format!(
-            "'{}' holds '{what}', which is not part of an earlier output laid out by \
-             {}; replacing the folder would delete it. Write to a new or empty folder.",
-            target.display(),
-            if columns.is_empty() {
-                "this command".to_string()
-            } else {
-                columns
-                    .iter()
-                    .map(|c| format!("{c}="))
-                    .collect::<Vec<_>>()
-                    .join("/")
-            }
-        ))
-    };
+    let layout = columns
+        .iter()
+        .map(|c| format!("{c}="))
+        .collect::<Vec<_>>()
+        .join("/");
     // A path relative to the folder fits when its folders are `column=value`
     // in order and a file sits below the last one.
     let fits = |parts: &[String]| {
@@ -243,6 +232,24 @@ pub async fn check_replaceable(target: &Target, columns: &[String]) -> CliResult
                 .iter()
                 .zip(columns)
                 .all(|(part, column)| part.starts_with(&format!("{column}=")))
+    };
+    check_replaceable_by(target, &layout, fits).await
+}
+
+/// Refuses to replace folder `target` when it holds a file whose path
+/// (relative to it, as its parts) does not `fit` the layout an earlier
+/// output of the command would have, described as `layout`.
+pub async fn check_replaceable_by(
+    target: &Target,
+    layout: &str,
+    fits: impl Fn(&[String]) -> bool,
+) -> CliResult {
+    let foreign = |what: &str| {
+        CliError::Usage(format!(
+            "'{}' holds '{what}', which is not part of an earlier output laid out by \
+             {layout}; replacing the folder would delete it. Write to a new or empty folder.",
+            target.display(),
+        ))
     };
     match target {
         Target::Local(root) => {

@@ -41,6 +41,8 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use crate::prefetch::prefetch;
+
 /// How many lines ahead a line's slot is fetched into the cache.
 const PREFETCH_DISTANCE: usize = 16;
 
@@ -317,8 +319,8 @@ impl KeyGroups {
     }
 
     /// The home slot of `key` in a table of `1 << bits` slots.
-    fn home(&self, key: u64, bits: u32) -> usize {
-        (self.hasher.hash_one(key) >> (64 - bits)) as usize
+    fn home(hasher: &foldhash::fast::RandomState, key: u64, bits: u32) -> usize {
+        (hasher.hash_one(key) >> (64 - bits)) as usize
     }
 
     /// Grows the table so `more` new keys keep it at most three quarters
@@ -339,7 +341,7 @@ impl KeyGroups {
         ];
         let mask = capacity - 1;
         for (group, &key) in self.keys.iter().enumerate() {
-            let mut i = self.home(key, bits);
+            let mut i = Self::home(&self.hasher, key, bits);
             while slots[i].group != Slot::EMPTY {
                 i = (i + 1) & mask;
             }
@@ -362,10 +364,10 @@ impl KeyGroups {
         self.reserve(keys.len());
         let bits = self.slots.len().trailing_zeros();
         let mask = self.slots.len() - 1;
-        let mut homes = std::mem::take(&mut self.homes);
-        homes.clear();
-        homes.extend(keys.iter().map(|k| self.home(*k, bits)));
-        self.homes = homes;
+        let hasher = &self.hasher;
+        self.homes.clear();
+        self.homes
+            .extend(keys.iter().map(|k| Self::home(hasher, *k, bits)));
         self.indices.clear();
         for (row, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = self.homes.get(row + PREFETCH_DISTANCE) {
@@ -403,22 +405,6 @@ impl KeyGroups {
         ));
         Ok(cast(&signed, key_type)?)
     }
-}
-
-/// Asks the processor to load `slot`'s cache line; a hint with no effect on
-/// results.
-#[inline(always)]
-fn prefetch(slot: &Slot) {
-    // SAFETY: SSE is part of every x86_64 target, and a prefetch of a valid
-    // address neither faults nor changes memory.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (slot as *const Slot).cast(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
 }
 
 #[cfg(test)]
