@@ -400,14 +400,9 @@ pub async fn run_report(
         }
     }
 
-    // The summary reads the file before it takes the output's name, so a
-    // failure here still leaves the previous output in place.
+    // The written files keep their temporary names until everything else
+    // that can fail has run, so a failure leaves the previous output in place.
     let summary_ctx = SessionContext::new();
-    let temp = written.temp_path().to_string_lossy().into_owned();
-    let read = ParquetReadOptions::default().file_extension("");
-    summary_ctx
-        .register_parquet("customers", &temp, read)
-        .await?;
     let (schema, batches) = sums.table().await?;
     let offer_summary = match &offers_written {
         Some((file, _)) => Some(summarize_offers(&summary_ctx, file).await?),
@@ -418,6 +413,14 @@ pub async fn run_report(
         .display()
         .to_ascii_lowercase()
         .ends_with(".csv");
+    if !output.partition_by.is_empty() || csv {
+        // CSV and partitioned outputs are made from the staged Parquet file.
+        let temp = written.temp_path().to_string_lossy().into_owned();
+        let read = ParquetReadOptions::default().file_extension("");
+        summary_ctx
+            .register_parquet("customers", &temp, read)
+            .await?;
+    }
     if output.partition_by.is_empty() && !csv {
         written.commit().await?;
     } else if output.partition_by.is_empty() {
